@@ -1,0 +1,219 @@
+//! Injected time: the [`Clock`] trait, a system clock, a manual clock for tests, and the pure expiry check.
+//!
+//! Nothing in this crate reads the wall clock except [`SystemClock`]; clippy's `disallowed-methods` enforces it.
+//! Sleeping (for retry back-off) goes through the same trait, so a test with a [`ManualClock`] never waits.
+
+use std::fmt;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use async_trait::async_trait;
+
+/// A source of time, and of sleeps.
+///
+/// The crate asks a `Clock` for the time whenever it computes or checks an expiry, and sleeps through it between
+/// retries. Use [`SystemClock`] in production and [`ManualClock`] in tests.
+///
+/// # Implementing
+/// ```
+/// use std::time::{Duration, SystemTime};
+/// use hubspot_connect::Clock;
+///
+/// /// A clock that runs one hour ahead, to see what happens near token expiry.
+/// #[derive(Debug)]
+/// struct Ahead;
+///
+/// #[async_trait::async_trait]
+/// impl Clock for Ahead {
+///     fn now(&self) -> SystemTime {
+///         hubspot_connect::SystemClock.now() + Duration::from_secs(3600)
+///     }
+///     async fn sleep(&self, duration: Duration) {
+///         tokio::time::sleep(duration).await
+///     }
+/// }
+/// let clock: std::sync::Arc<dyn Clock> = std::sync::Arc::new(Ahead);
+/// assert!(clock.now() > hubspot_connect::SystemClock.now());
+/// ```
+#[async_trait]
+pub trait Clock: fmt::Debug + Send + Sync + 'static {
+    /// The current time.
+    fn now(&self) -> SystemTime;
+
+    /// Waits for `duration`. The default implementation uses tokio's timer.
+    async fn sleep(&self, duration: Duration) {
+        tokio::time::sleep(duration).await;
+    }
+}
+
+const _: Option<&dyn Clock> = None;
+
+/// The real clock: [`SystemTime::now`] and tokio's timer.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SystemClock;
+
+#[async_trait]
+impl Clock for SystemClock {
+    fn now(&self) -> SystemTime {
+        // The one place in the crate that reads the wall clock.
+        #[allow(clippy::disallowed_methods)]
+        SystemTime::now()
+    }
+}
+
+/// A clock that moves only when told to. Sleeping on it advances it at once and records the sleep.
+///
+/// Cloning shares the same time: hand one clone to the code under test and keep one to move time forward.
+///
+/// ```
+/// use std::time::Duration;
+/// use hubspot_connect::{Clock, ManualClock};
+///
+/// let clock = ManualClock::new();
+/// let before = clock.now();
+/// clock.advance(Duration::from_secs(30));
+/// assert_eq!(clock.now().duration_since(before).unwrap(), Duration::from_secs(30));
+/// ```
+#[derive(Clone, Default)]
+pub struct ManualClock {
+    inner: Arc<Mutex<ManualState>>,
+}
+
+#[derive(Default)]
+struct ManualState {
+    now: Duration,
+    sleeps: Vec<Duration>,
+}
+
+impl fmt::Debug for ManualClock {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ManualClock").field("now", &self.now()).finish()
+    }
+}
+
+impl ManualClock {
+    /// A manual clock set to 2026-01-01T00:00:00Z.
+    pub fn new() -> Self {
+        Self::at(UNIX_EPOCH + Duration::from_secs(1_767_225_600))
+    }
+
+    /// A manual clock set to `time`.
+    pub fn at(time: SystemTime) -> Self {
+        let now = time.duration_since(UNIX_EPOCH).unwrap_or_default();
+        Self { inner: Arc::new(Mutex::new(ManualState { now, sleeps: Vec::new() })) }
+    }
+
+    /// Moves the clock forward by `by`.
+    pub fn advance(&self, by: Duration) {
+        let mut state = lock(&self.inner);
+        state.now = state.now.saturating_add(by);
+    }
+
+    /// Sets the clock to `time`.
+    pub fn set(&self, time: SystemTime) {
+        lock(&self.inner).now = time.duration_since(UNIX_EPOCH).unwrap_or_default();
+    }
+
+    /// Every sleep requested so far, in order.
+    pub fn sleeps(&self) -> Vec<Duration> {
+        lock(&self.inner).sleeps.clone()
+    }
+}
+
+#[async_trait]
+impl Clock for ManualClock {
+    fn now(&self) -> SystemTime {
+        UNIX_EPOCH + lock(&self.inner).now
+    }
+
+    async fn sleep(&self, duration: Duration) {
+        {
+            let mut state = lock(&self.inner);
+            state.sleeps.push(duration);
+            state.now = state.now.saturating_add(duration);
+        }
+        tokio::task::yield_now().await;
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// Whether a token that expires at `expires_at` must be treated as expired at `now`, refreshing `margin` early.
+///
+/// A token is expired when `now + margin >= expires_at`.
+///
+/// ```
+/// use std::time::{Duration, UNIX_EPOCH};
+/// use hubspot_connect::expired;
+///
+/// let expires_at = UNIX_EPOCH + Duration::from_secs(1_000);
+/// let margin = Duration::from_secs(300);
+/// assert!(!expired(expires_at, margin, UNIX_EPOCH + Duration::from_secs(699)));
+/// assert!(expired(expires_at, margin, UNIX_EPOCH + Duration::from_secs(700)));
+/// ```
+pub fn expired(expires_at: SystemTime, margin: Duration, now: SystemTime) -> bool {
+    match now.checked_add(margin) {
+        Some(deadline) => deadline >= expires_at,
+        None => true,
+    }
+}
+
+/// Adds `lifetime` to `start`, saturating instead of overflowing.
+pub(crate) fn saturating_add(start: SystemTime, lifetime: Duration) -> SystemTime {
+    start.checked_add(lifetime).unwrap_or_else(|| UNIX_EPOCH + Duration::from_secs(253_402_300_799)) // 9999-12-31T23:59:59Z
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const T0: Duration = Duration::from_secs(10_000);
+
+    #[test]
+    fn expired_is_inclusive_at_the_margin() {
+        let exp = UNIX_EPOCH + T0;
+        let m = Duration::from_secs(60);
+        assert!(!expired(exp, m, exp - Duration::from_secs(61)));
+        assert!(expired(exp, m, exp - Duration::from_secs(60)));
+        assert!(expired(exp, m, exp));
+        assert!(expired(exp, m, exp + Duration::from_secs(1)));
+    }
+
+    #[test]
+    fn zero_margin_expires_exactly_at_expiry() {
+        let exp = UNIX_EPOCH + T0;
+        assert!(!expired(exp, Duration::ZERO, exp - Duration::from_nanos(1)));
+        assert!(expired(exp, Duration::ZERO, exp));
+    }
+
+    #[test]
+    fn huge_margin_does_not_overflow() {
+        assert!(expired(UNIX_EPOCH + T0, Duration::MAX, UNIX_EPOCH));
+    }
+
+    #[test]
+    fn saturating_add_clamps() {
+        let far = saturating_add(UNIX_EPOCH, Duration::MAX);
+        assert!(far > UNIX_EPOCH + Duration::from_secs(253_402_300_000));
+    }
+
+    #[tokio::test]
+    async fn manual_clock_sleep_advances_and_records() {
+        let clock = ManualClock::new();
+        let t0 = clock.now();
+        clock.sleep(Duration::from_millis(250)).await;
+        clock.sleep(Duration::from_secs(2)).await;
+        assert_eq!(clock.sleeps(), vec![Duration::from_millis(250), Duration::from_secs(2)]);
+        assert_eq!(clock.now().duration_since(t0).ok(), Some(Duration::from_millis(2250)));
+    }
+
+    #[test]
+    fn clones_share_time() {
+        let a = ManualClock::new();
+        let b = a.clone();
+        a.advance(Duration::from_secs(5));
+        assert_eq!(a.now(), b.now());
+    }
+}

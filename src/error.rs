@@ -1,0 +1,583 @@
+//! The error type, its stable [`ErrorCode`]s, and HubSpot's own error body ([`HubSpotError`]).
+
+use std::error::Error as StdError;
+use std::fmt;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::scope::Scope;
+
+#[doc = include_str!("../docs/errors.md")]
+///
+/// `as_str()` gives the code (`"RECONNECT_REQUIRED"`), [`ErrorCode::advice`] a sentence a support team can show.
+#[non_exhaustive]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum ErrorCode {
+    /// The user did not grant every required scope; reconnect and accept all scopes.
+    AuthScopeDenied,
+    /// The tenant already has as many portals as its plan allows.
+    PortalLimitReached,
+    /// The authorization session timed out (pending authorization or code expired); start again.
+    TokenExpired,
+    /// The portal is connected to another tenant; disconnect it there first.
+    PortalAlreadyConnected,
+    /// The user declined, or HubSpot redirected back with an error.
+    AccessDenied,
+    /// Unknown, forged or replayed state; nothing was exchanged.
+    InvalidState,
+    /// HubSpot refused the refresh token (app uninstalled, user removed, token revoked).
+    ReconnectRequired,
+    /// A reconnect authorized a different portal than the connection's.
+    PortalMismatch,
+    /// A developer or test account was chosen where a standard account is required.
+    WrongAccountType,
+    /// An API call was refused for a scope the connection lacks.
+    MissingScopes,
+    /// HubSpot's rate limit held after the allowed retries.
+    RateLimited,
+    /// HubSpot failed (5xx, timeout, garbage body) after the allowed retries.
+    HubspotUnavailable,
+    /// Client id, secret or redirect URI rejected by HubSpot.
+    InvalidClient,
+    /// No such connection.
+    ConnectionNotFound,
+    /// The token store failed; nothing was lost or half-written.
+    StoreUnavailable,
+    /// HubSpot refused an API request as invalid (a 4xx other than 401, 403 and 429: a validation error, an
+    /// object that does not exist, a conflict). HubSpot's body says why.
+    RequestRejected,
+    /// A read-only connection was asked to change something (any method but GET and HEAD).
+    ReadOnly,
+    /// The crate was configured with something it cannot use (a redirect URI over plain http to a public host,
+    /// a malformed URL). A vendor's bug, not a user's.
+    InvalidConfig,
+}
+
+impl ErrorCode {
+    /// Every code, in documentation order.
+    pub const ALL: &'static [ErrorCode] = &[
+        ErrorCode::AuthScopeDenied,
+        ErrorCode::PortalLimitReached,
+        ErrorCode::TokenExpired,
+        ErrorCode::PortalAlreadyConnected,
+        ErrorCode::AccessDenied,
+        ErrorCode::InvalidState,
+        ErrorCode::ReconnectRequired,
+        ErrorCode::PortalMismatch,
+        ErrorCode::WrongAccountType,
+        ErrorCode::MissingScopes,
+        ErrorCode::RateLimited,
+        ErrorCode::HubspotUnavailable,
+        ErrorCode::InvalidClient,
+        ErrorCode::ConnectionNotFound,
+        ErrorCode::StoreUnavailable,
+        ErrorCode::RequestRejected,
+        ErrorCode::ReadOnly,
+        ErrorCode::InvalidConfig,
+    ];
+
+    /// The stable code string, such as `"AUTH_SCOPE_DENIED"`.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            ErrorCode::AuthScopeDenied => "AUTH_SCOPE_DENIED",
+            ErrorCode::PortalLimitReached => "PORTAL_LIMIT_REACHED",
+            ErrorCode::TokenExpired => "TOKEN_EXPIRED",
+            ErrorCode::PortalAlreadyConnected => "PORTAL_ALREADY_CONNECTED",
+            ErrorCode::AccessDenied => "ACCESS_DENIED",
+            ErrorCode::InvalidState => "INVALID_STATE",
+            ErrorCode::ReconnectRequired => "RECONNECT_REQUIRED",
+            ErrorCode::PortalMismatch => "PORTAL_MISMATCH",
+            ErrorCode::WrongAccountType => "WRONG_ACCOUNT_TYPE",
+            ErrorCode::MissingScopes => "MISSING_SCOPES",
+            ErrorCode::RateLimited => "RATE_LIMITED",
+            ErrorCode::HubspotUnavailable => "HUBSPOT_UNAVAILABLE",
+            ErrorCode::InvalidClient => "INVALID_CLIENT",
+            ErrorCode::ConnectionNotFound => "CONNECTION_NOT_FOUND",
+            ErrorCode::StoreUnavailable => "STORE_UNAVAILABLE",
+            ErrorCode::RequestRejected => "REQUEST_REJECTED",
+            ErrorCode::ReadOnly => "READ_ONLY",
+            ErrorCode::InvalidConfig => "INVALID_CONFIG",
+        }
+    }
+
+    /// The code for a code string, if it is one.
+    pub fn parse(code: &str) -> Option<Self> {
+        Self::ALL.iter().copied().find(|c| c.as_str() == code)
+    }
+
+    /// What a vendor can tell its user, in one sentence.
+    pub const fn advice(self) -> &'static str {
+        match self {
+            ErrorCode::AuthScopeDenied => {
+                "Not every required permission was granted. Connect again and accept all requested permissions."
+            }
+            ErrorCode::PortalLimitReached => {
+                "Your plan's limit of connected HubSpot accounts is reached. Disconnect one or upgrade your plan."
+            }
+            ErrorCode::TokenExpired => "The connection attempt timed out. Please start connecting again.",
+            ErrorCode::PortalAlreadyConnected => {
+                "This HubSpot account is already connected to another organization. Disconnect it there first."
+            }
+            ErrorCode::AccessDenied => "The connection was not approved in HubSpot. Connect again to retry.",
+            ErrorCode::InvalidState => "This connection link is no longer valid. Start connecting again from the app.",
+            ErrorCode::ReconnectRequired => {
+                "HubSpot no longer accepts this connection (the app was uninstalled, or the user who installed it \
+                 was removed or lost access). A HubSpot Super Admin must reconnect."
+            }
+            ErrorCode::PortalMismatch => {
+                "A different HubSpot account was chosen while reconnecting. Reconnect and pick the original account."
+            }
+            ErrorCode::WrongAccountType => {
+                "A developer or test account was chosen. Connect again and choose your main HubSpot account."
+            }
+            ErrorCode::MissingScopes => {
+                "The connection lacks a permission this action needs. Reconnect and accept all requested permissions."
+            }
+            ErrorCode::RateLimited => "HubSpot's rate limit was reached. The request can be retried shortly.",
+            ErrorCode::HubspotUnavailable => "HubSpot could not be reached or answered with an error. Try again later.",
+            ErrorCode::InvalidClient => {
+                "HubSpot rejected the app's credentials or redirect URL. The app's configuration must be fixed."
+            }
+            ErrorCode::ConnectionNotFound => "This HubSpot connection does not exist (any more).",
+            ErrorCode::StoreUnavailable => "Connection storage is unavailable. Nothing was changed; try again.",
+            ErrorCode::RequestRejected => "HubSpot refused the request. The details say what to fix.",
+            ErrorCode::ReadOnly => "This connection is read-only and cannot change anything in HubSpot.",
+            ErrorCode::InvalidConfig => "The integration is misconfigured. Contact support.",
+        }
+    }
+}
+
+impl fmt::Display for ErrorCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl Serialize for ErrorCode {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.as_str())
+    }
+}
+
+impl<'de> Deserialize<'de> for ErrorCode {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(deserializer)?;
+        ErrorCode::parse(&s).ok_or_else(|| serde::de::Error::custom(format!("unknown error code {s:?}")))
+    }
+}
+
+/// The error of every operation in this crate: a stable [`ErrorCode`], a one-line message, and what HubSpot said.
+///
+/// An error never holds a token, a code, a client secret, a raw token-endpoint body or a URL with secrets in it.
+pub struct Error {
+    inner: Box<Inner>,
+}
+
+struct Inner {
+    code: ErrorCode,
+    message: String,
+    hubspot: Option<HubSpotError>,
+    retry_after: Option<Duration>,
+    missing_scopes: Vec<Scope>,
+    status: Option<u16>,
+    timeout: bool,
+    retryable: bool,
+    source: Option<Box<dyn StdError + Send + Sync>>,
+}
+
+/// `Result` with this crate's [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    /// An error with a code and a one-line message. The message must not contain secrets.
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        Self {
+            inner: Box::new(Inner {
+                code,
+                message: message.into(),
+                hubspot: None,
+                retry_after: None,
+                missing_scopes: Vec::new(),
+                status: None,
+                timeout: false,
+                retryable: matches!(code, ErrorCode::HubspotUnavailable | ErrorCode::RateLimited),
+                source: None,
+            }),
+        }
+    }
+
+    /// Attaches the underlying cause (returned by `source()`). It must not hold secrets.
+    pub fn with_source(mut self, source: impl StdError + Send + Sync + 'static) -> Self {
+        self.inner.source = Some(Box::new(source));
+        self
+    }
+
+    /// Attaches HubSpot's error body.
+    pub fn with_hubspot(mut self, body: HubSpotError) -> Self {
+        if self.inner.status.is_none() {
+            self.inner.status = body.http_status;
+        }
+        self.inner.hubspot = Some(body);
+        self
+    }
+
+    /// Sets how long HubSpot asked to wait before retrying.
+    pub fn with_retry_after(mut self, retry_after: Duration) -> Self {
+        self.inner.retry_after = Some(retry_after);
+        self
+    }
+
+    /// Sets the scopes that were missing.
+    pub fn with_missing_scopes(mut self, scopes: Vec<Scope>) -> Self {
+        self.inner.missing_scopes = scopes;
+        self
+    }
+
+    /// Sets the HTTP status HubSpot answered with.
+    pub fn with_status(mut self, status: u16) -> Self {
+        self.inner.status = Some(status);
+        self
+    }
+
+    /// Marks the error as a timeout (retryable).
+    pub fn with_timeout(mut self) -> Self {
+        self.inner.timeout = true;
+        self.inner.retryable = true;
+        self
+    }
+
+    /// Says whether trying the same call again may succeed.
+    pub fn with_retryable(mut self, retryable: bool) -> Self {
+        self.inner.retryable = retryable;
+        self
+    }
+
+    /// The stable code.
+    pub fn code(&self) -> ErrorCode {
+        self.inner.code
+    }
+
+    /// The one-line message (the same as `Display`).
+    pub fn message(&self) -> &str {
+        &self.inner.message
+    }
+
+    /// HubSpot's error body, when HubSpot sent one.
+    pub fn hubspot(&self) -> Option<&HubSpotError> {
+        self.inner.hubspot.as_ref()
+    }
+
+    /// HubSpot's correlation id, for a support ticket.
+    pub fn correlation_id(&self) -> Option<&str> {
+        self.inner.hubspot.as_ref()?.correlation_id.as_deref()
+    }
+
+    /// How long HubSpot asked to wait (`Retry-After`), for [`ErrorCode::RateLimited`].
+    pub fn retry_after(&self) -> Option<Duration> {
+        self.inner.retry_after
+    }
+
+    /// The scopes that were missing, for [`ErrorCode::AuthScopeDenied`] and [`ErrorCode::MissingScopes`].
+    pub fn missing_scopes(&self) -> &[Scope] {
+        &self.inner.missing_scopes
+    }
+
+    /// The HTTP status HubSpot answered with, if it answered.
+    pub fn status(&self) -> Option<u16> {
+        self.inner.status
+    }
+
+    /// Whether the call timed out.
+    pub fn is_timeout(&self) -> bool {
+        self.inner.timeout
+    }
+
+    /// Whether the same call may succeed if tried again later (HubSpot down, rate limited, timeout).
+    pub fn is_retryable(&self) -> bool {
+        self.inner.retryable
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.inner.message)
+    }
+}
+
+impl fmt::Debug for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut d = f.debug_struct("Error");
+        d.field("code", &self.inner.code).field("message", &self.inner.message);
+        if let Some(h) = &self.inner.hubspot {
+            d.field("hubspot", h);
+        }
+        if let Some(s) = self.inner.status {
+            d.field("status", &s);
+        }
+        if let Some(r) = self.inner.retry_after {
+            d.field("retry_after", &r);
+        }
+        if !self.inner.missing_scopes.is_empty() {
+            d.field("missing_scopes", &self.inner.missing_scopes);
+        }
+        if let Some(s) = &self.inner.source {
+            d.field("source", s);
+        }
+        d.finish()
+    }
+}
+
+impl StdError for Error {
+    fn source(&self) -> Option<&(dyn StdError + 'static)> {
+        self.inner.source.as_deref().map(|s| s as &(dyn StdError + 'static))
+    }
+}
+
+/// HubSpot's error body, kept typed. Every field is optional: HubSpot's token endpoint speaks RFC 6749
+/// (`error`, `error_description`), a legacy shape (`status`, `message`, `correlationId`), or both; its API
+/// speaks the generic shape (`category`, `subCategory`, `errors`, `context`).
+#[non_exhaustive]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HubSpotError {
+    /// The HTTP status of the answer.
+    pub http_status: Option<u16>,
+    /// RFC 6749 `error`, such as `invalid_grant`.
+    pub error: Option<String>,
+    /// RFC 6749 `error_description`.
+    pub error_description: Option<String>,
+    /// HubSpot's legacy `status`, such as `BAD_REFRESH_TOKEN` (or `"error"` on API errors).
+    pub status: Option<String>,
+    /// HubSpot's `message`.
+    pub message: Option<String>,
+    /// HubSpot's `correlationId`: quote it in a support ticket.
+    pub correlation_id: Option<String>,
+    /// HubSpot's `category`, such as `EXPIRED_AUTHENTICATION` or `MISSING_SCOPES`.
+    pub category: Option<String>,
+    /// HubSpot's `subCategory`.
+    pub sub_category: Option<String>,
+    /// Rate-limit `policyName`, such as `TEN_SECONDLY_ROLLING`.
+    pub policy_name: Option<String>,
+    /// Rate-limit `errorType`, such as `RATE_LIMIT`.
+    pub error_type: Option<String>,
+    /// HubSpot's `errors[]` details.
+    pub errors: Vec<HubSpotErrorDetail>,
+}
+
+/// One entry of HubSpot's `errors[]`.
+#[non_exhaustive]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HubSpotErrorDetail {
+    /// The detail's message.
+    pub message: Option<String>,
+    /// The detail's code.
+    pub code: Option<String>,
+    /// The field or parameter concerned.
+    pub r#in: Option<String>,
+    /// The detail's sub-category.
+    pub sub_category: Option<String>,
+    /// Scopes named in the detail's context (`requiredGranularScopes`, `missingScopes`, `requiredScopes`).
+    pub scopes: Vec<String>,
+}
+
+const MAX_FIELD: usize = 512;
+
+fn string_field(obj: &serde_json::Map<String, Value>, key: &str) -> Option<String> {
+    match obj.get(key)? {
+        Value::String(s) => Some(truncate(s)),
+        Value::Number(n) => Some(n.to_string()),
+        Value::Bool(b) => Some(b.to_string()),
+        _ => None,
+    }
+}
+
+fn truncate(s: &str) -> String {
+    if s.len() <= MAX_FIELD {
+        return s.to_owned();
+    }
+    let mut end = MAX_FIELD;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &s[..end])
+}
+
+fn scopes_from_context(ctx: Option<&Value>, out: &mut Vec<String>) {
+    let Some(Value::Object(ctx)) = ctx else { return };
+    for key in ["requiredGranularScopes", "missingScopes", "requiredScopes", "requiredScope"] {
+        match ctx.get(key) {
+            Some(Value::Array(items)) => {
+                out.extend(items.iter().filter_map(|v| v.as_str()).flat_map(|s| s.split(", ")).map(truncate))
+            }
+            Some(Value::String(s)) => out.push(truncate(s)),
+            _ => {}
+        }
+    }
+}
+
+impl HubSpotError {
+    /// Reads an error body. `None` when the body is not a JSON object.
+    pub fn from_json(http_status: Option<u16>, body: &[u8]) -> Option<Self> {
+        let value: Value = serde_json::from_slice(body).ok()?;
+        let Value::Object(obj) = &value else { return None };
+        let errors = match obj.get("errors") {
+            Some(Value::Array(items)) => items
+                .iter()
+                .filter_map(Value::as_object)
+                .take(32)
+                .map(|e| {
+                    let mut scopes = Vec::new();
+                    scopes_from_context(e.get("context"), &mut scopes);
+                    HubSpotErrorDetail {
+                        message: string_field(e, "message"),
+                        code: string_field(e, "code"),
+                        r#in: string_field(e, "in"),
+                        sub_category: string_field(e, "subCategory"),
+                        scopes,
+                    }
+                })
+                .collect(),
+            _ => Vec::new(),
+        };
+        Some(HubSpotError {
+            http_status,
+            error: string_field(obj, "error"),
+            error_description: string_field(obj, "error_description"),
+            status: string_field(obj, "status"),
+            message: string_field(obj, "message"),
+            correlation_id: string_field(obj, "correlationId"),
+            category: string_field(obj, "category"),
+            sub_category: string_field(obj, "subCategory"),
+            policy_name: string_field(obj, "policyName"),
+            error_type: string_field(obj, "errorType"),
+            errors,
+        })
+    }
+
+    /// Whether the body says anything an error body says (and so is not, say, a token response).
+    pub fn is_error_body(&self) -> bool {
+        self.error.is_some() || self.category.is_some() || matches!(&self.status, Some(s) if !s.is_empty())
+    }
+
+    /// Every scope HubSpot names as missing, from `errors[].context` and the top-level context.
+    pub fn missing_scopes(&self) -> Vec<Scope> {
+        let mut scopes: Vec<Scope> =
+            self.errors.iter().flat_map(|e| e.scopes.iter().cloned()).map(Scope::new).collect();
+        scopes.sort();
+        scopes.dedup();
+        scopes
+    }
+
+    /// The most specific human-readable text HubSpot sent.
+    pub fn text(&self) -> Option<&str> {
+        self.message
+            .as_deref()
+            .or(self.error_description.as_deref())
+            .or_else(|| self.errors.first().and_then(|e| e.message.as_deref()))
+    }
+
+    /// Replaces every occurrence of each secret in the text fields with `[redacted]`.
+    pub(crate) fn scrub(&mut self, secrets: &[&str]) {
+        let fields = [
+            &mut self.error,
+            &mut self.error_description,
+            &mut self.status,
+            &mut self.message,
+            &mut self.correlation_id,
+            &mut self.category,
+            &mut self.sub_category,
+            &mut self.policy_name,
+            &mut self.error_type,
+        ];
+        for text in fields.into_iter().flatten() {
+            *text = scrub(text, secrets);
+        }
+        for e in &mut self.errors {
+            for text in [&mut e.message, &mut e.code, &mut e.r#in, &mut e.sub_category].into_iter().flatten() {
+                *text = scrub(text, secrets);
+            }
+        }
+    }
+}
+
+/// Replaces every occurrence of each (non-trivial) secret in `text` with `[redacted]`.
+pub(crate) fn scrub(text: &str, secrets: &[&str]) -> String {
+    let mut out = text.to_owned();
+    for secret in secrets.iter().filter(|s| s.len() >= 4) {
+        if out.contains(secret) {
+            out = out.replace(secret, "[redacted]");
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes_round_trip_and_are_unique() {
+        let mut seen = std::collections::HashSet::new();
+        for code in ErrorCode::ALL {
+            assert!(seen.insert(code.as_str()));
+            assert_eq!(ErrorCode::parse(code.as_str()), Some(*code));
+            assert!(!code.advice().is_empty());
+            let json = serde_json::to_string(code).unwrap();
+            assert_eq!(serde_json::from_str::<ErrorCode>(&json).unwrap(), *code);
+        }
+        assert_eq!(ErrorCode::ReconnectRequired.to_string(), "RECONNECT_REQUIRED");
+        assert_eq!(ErrorCode::parse("NOPE"), None);
+    }
+
+    #[test]
+    fn reads_every_shape() {
+        let both = br#"{"error":"invalid_grant","error_description":"d","status":"BAD_REFRESH_TOKEN","message":"m","correlationId":"c-1"}"#;
+        let e = HubSpotError::from_json(Some(400), both).unwrap();
+        assert_eq!(e.error.as_deref(), Some("invalid_grant"));
+        assert_eq!(e.status.as_deref(), Some("BAD_REFRESH_TOKEN"));
+        assert_eq!(e.correlation_id.as_deref(), Some("c-1"));
+        assert_eq!(e.text(), Some("m"));
+        assert!(e.is_error_body());
+
+        let scopes = br#"{"status":"error","message":"no","category":"MISSING_SCOPES","errors":[{"message":"x","context":{"requiredGranularScopes":["crm.objects.deals.read","crm.objects.deals.write"]}}]}"#;
+        let e = HubSpotError::from_json(Some(403), scopes).unwrap();
+        assert_eq!(e.missing_scopes().len(), 2);
+
+        assert!(HubSpotError::from_json(None, b"<html>").is_none());
+        assert!(HubSpotError::from_json(None, b"[1,2]").is_none());
+        assert!(!HubSpotError::from_json(None, b"{}").unwrap().is_error_body());
+        let odd = HubSpotError::from_json(None, br#"{"status":500,"message":["x"]}"#).unwrap();
+        assert_eq!(odd.status.as_deref(), Some("500"));
+        assert_eq!(odd.message, None);
+    }
+
+    #[test]
+    fn long_fields_are_truncated() {
+        let body = format!(r#"{{"message":"{}"}}"#, "é".repeat(5000));
+        let e = HubSpotError::from_json(None, body.as_bytes()).unwrap();
+        assert!(e.message.unwrap().len() < 600);
+    }
+
+    #[test]
+    fn scrub_removes_secrets() {
+        let mut e = HubSpotError::from_json(
+            None,
+            br#"{"message":"token CANARY-1234 is bad","errors":[{"message":"CANARY-1234"}]}"#,
+        )
+        .unwrap();
+        e.scrub(&["CANARY-1234"]);
+        assert_eq!(e.message.as_deref(), Some("token [redacted] is bad"));
+        assert_eq!(e.errors[0].message.as_deref(), Some("[redacted]"));
+    }
+
+    #[test]
+    fn display_is_the_message_and_source_chains() {
+        let io = std::io::Error::other("socket closed");
+        let e = Error::new(ErrorCode::HubspotUnavailable, "HubSpot did not answer").with_source(io);
+        assert_eq!(e.to_string(), "HubSpot did not answer");
+        assert_eq!(e.source().unwrap().to_string(), "socket closed");
+        assert!(e.is_retryable());
+        assert!(!Error::new(ErrorCode::ReconnectRequired, "x").is_retryable());
+    }
+}

@@ -1,0 +1,129 @@
+//! The in-memory store: everything in one process, gone when it exits. For tests, demos and single-process apps
+//! that can afford to reconnect every portal after a restart.
+
+use std::collections::HashMap;
+use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, SystemTime};
+
+use async_trait::async_trait;
+
+use super::{ConnectionFilter, ConnectionStore, InsertRules, Inserted, LeaseStore, PendingStore};
+use crate::clock::saturating_add;
+use crate::connection::{Connection, ConnectionId, PendingAuthorization};
+use crate::error::Result;
+
+/// Connections, pending authorizations and leases in memory, each rule held under one lock.
+#[derive(Debug, Default)]
+pub struct MemoryStore {
+    state: Mutex<State>,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    connections: HashMap<ConnectionId, Connection>,
+    pending: HashMap<String, PendingAuthorization>,
+    leases: HashMap<String, (String, SystemTime)>,
+}
+
+impl MemoryStore {
+    /// An empty store.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn state(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+#[async_trait]
+impl ConnectionStore for MemoryStore {
+    async fn get(&self, id: &ConnectionId) -> Result<Option<Connection>> {
+        Ok(self.state().connections.get(id).cloned())
+    }
+
+    async fn insert(&self, connection: &Connection, rules: InsertRules) -> Result<Inserted> {
+        let mut state = self.state();
+        let all = &mut state.connections;
+        if let Some(same) = all.values().find(|c| c.tenant == connection.tenant && c.portal_id == connection.portal_id)
+        {
+            return Ok(Inserted::Existing(Box::new(same.clone())));
+        }
+        if !rules.allow_shared_portals {
+            if let Some(other) = all.values().find(|c| c.portal_id == connection.portal_id) {
+                return Ok(Inserted::PortalTaken { tenant: other.tenant.clone() });
+            }
+        }
+        let held = all.values().filter(|c| c.tenant == connection.tenant).count();
+        if rules.max_portals.is_some_and(|max| held >= max) {
+            return Ok(Inserted::LimitReached { held });
+        }
+        let mut stored = connection.clone();
+        stored.version = 1;
+        all.insert(stored.id.clone(), stored);
+        Ok(Inserted::Created)
+    }
+
+    async fn compare_and_swap(&self, next: &Connection) -> Result<bool> {
+        let mut state = self.state();
+        match state.connections.get_mut(&next.id) {
+            Some(current) if current.version.checked_add(1) == Some(next.version) => {
+                *current = next.clone();
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
+    }
+
+    async fn delete(&self, id: &ConnectionId) -> Result<bool> {
+        Ok(self.state().connections.remove(id).is_some())
+    }
+
+    async fn list(&self, filter: &ConnectionFilter) -> Result<Vec<Connection>> {
+        let mut found: Vec<Connection> =
+            self.state().connections.values().filter(|c| filter.matches(c)).cloned().collect();
+        found.sort_by(|a, b| a.id.cmp(&b.id));
+        Ok(found)
+    }
+}
+
+#[async_trait]
+impl PendingStore for MemoryStore {
+    async fn put_pending(&self, pending: PendingAuthorization) -> Result<()> {
+        let mut state = self.state();
+        // Purge what expired more than a day ago, so abandoned authorizations do not pile up.
+        let horizon = pending.created_at.checked_sub(Duration::from_secs(86_400));
+        if let Some(horizon) = horizon {
+            state.pending.retain(|_, p| p.expires_at > horizon);
+        }
+        state.pending.insert(pending.state_hash.clone(), pending);
+        Ok(())
+    }
+
+    async fn take_pending(&self, state_hash: &str) -> Result<Option<PendingAuthorization>> {
+        Ok(self.state().pending.remove(state_hash))
+    }
+}
+
+#[async_trait]
+impl LeaseStore for MemoryStore {
+    async fn try_lease(&self, key: &str, owner: &str, ttl: Duration, now: SystemTime) -> Result<bool> {
+        let mut state = self.state();
+        match state.leases.get(key) {
+            Some((holder, until)) if holder != owner && *until > now => Ok(false),
+            _ => {
+                state.leases.insert(key.to_owned(), (owner.to_owned(), saturating_add(now, ttl)));
+                Ok(true)
+            }
+        }
+    }
+
+    async fn release_lease(&self, key: &str, owner: &str) -> Result<bool> {
+        let mut state = self.state();
+        if state.leases.get(key).is_some_and(|(holder, _)| holder == owner) {
+            state.leases.remove(key);
+            return Ok(true);
+        }
+        Ok(false)
+    }
+}

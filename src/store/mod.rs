@@ -1,0 +1,328 @@
+//! Where connections, pending authorizations and refresh leases live: the store traits and their backends.
+//!
+//! Three small traits, one per kind of record, and [`TokenStore`] for a type that has all three (implemented
+//! automatically). Every rule that must hold across workers is the store's job, done atomically:
+//!
+//! - every connection write is a compare-and-swap on [`Connection::version`], so a stale writer never overwrites a
+//!   newer token;
+//! - a pending authorization is taken at most once;
+//! - a lease has an owner and a time to live, and only its owner releases it;
+//! - one portal belongs to one tenant, and a tenant's portal limit holds, checked in the same atomic step as the insert.
+//!
+//! A lookup returns `Result<Option<_>>`: a miss is `Ok(None)`, an outage is an [`Error`] with
+//! [`ErrorCode::StoreUnavailable`].
+//!
+#![doc = include_str!("../../docs/stores.md")]
+
+mod encrypted;
+mod memory;
+#[cfg(feature = "postgres")]
+mod postgres;
+#[cfg(feature = "sqlite")]
+mod sqlite;
+
+use std::fmt;
+use std::time::{Duration, SystemTime};
+
+use async_trait::async_trait;
+
+pub use self::encrypted::{EncryptedStore, EncryptionKey, KeyRing, RotationReport};
+pub use self::memory::MemoryStore;
+#[cfg(feature = "postgres")]
+#[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
+pub use self::postgres::PostgresStore;
+#[cfg(feature = "sqlite")]
+#[cfg_attr(docsrs, doc(cfg(feature = "sqlite")))]
+pub use self::sqlite::SqliteStore;
+
+use crate::connection::{Connection, ConnectionId, ConnectionStatus, PendingAuthorization};
+#[allow(unused_imports)]
+use crate::error::ErrorCode;
+use crate::error::{Error, Result};
+
+/// Rules checked atomically when a connection is inserted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub struct InsertRules {
+    /// Let several tenants hold the same portal. Off by default: one portal belongs to one tenant.
+    pub allow_shared_portals: bool,
+    /// The most portals the tenant may hold (`None`: no limit). A portal the tenant already holds does not count
+    /// twice.
+    pub max_portals: Option<usize>,
+}
+
+/// The result of [`ConnectionStore::insert`].
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub enum Inserted {
+    /// Stored, with version 1.
+    Created,
+    /// The tenant already holds this portal: nothing was written; here is the stored connection.
+    Existing(Box<Connection>),
+    /// Another tenant holds the portal (and shared portals are not allowed): nothing was written.
+    PortalTaken {
+        /// The tenant holding it.
+        tenant: String,
+    },
+    /// The tenant already holds `max_portals` portals: nothing was written.
+    LimitReached {
+        /// How many portals the tenant holds.
+        held: usize,
+    },
+}
+
+/// Which connections [`ConnectionStore::list`] returns. Empty fields match everything.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ConnectionFilter {
+    /// Only this tenant's.
+    pub tenant: Option<String>,
+    /// Only this portal's.
+    pub portal_id: Option<u64>,
+    /// Only in this status.
+    pub status: Option<ConnectionStatus>,
+    /// Only those installed by this user (email, compared without regard to case).
+    pub installed_by: Option<String>,
+}
+
+impl ConnectionFilter {
+    /// Everything.
+    pub fn all() -> Self {
+        Self::default()
+    }
+
+    /// Only `tenant`'s connections.
+    pub fn tenant(mut self, tenant: impl Into<String>) -> Self {
+        self.tenant = Some(tenant.into());
+        self
+    }
+
+    /// Only connections to `portal_id`.
+    pub fn portal(mut self, portal_id: u64) -> Self {
+        self.portal_id = Some(portal_id);
+        self
+    }
+
+    /// Only connections in `status`.
+    pub fn status(mut self, status: ConnectionStatus) -> Self {
+        self.status = Some(status);
+        self
+    }
+
+    /// Only connections installed by `user` (email).
+    pub fn installed_by(mut self, user: impl Into<String>) -> Self {
+        self.installed_by = Some(user.into());
+        self
+    }
+
+    /// Whether `c` matches (what a backend that filters in memory uses).
+    pub fn matches(&self, c: &Connection) -> bool {
+        self.tenant.as_ref().is_none_or(|t| *t == c.tenant)
+            && self.portal_id.is_none_or(|p| p == c.portal_id)
+            && self.status.is_none_or(|s| s == c.status)
+            && self
+                .installed_by
+                .as_ref()
+                .is_none_or(|u| c.installed_by.as_ref().is_some_and(|i| i.eq_ignore_ascii_case(u)))
+    }
+}
+
+/// Connections, written only by compare-and-swap.
+///
+/// # Writing your own backend
+/// A complete backend over a `Mutex<HashMap>`: every rule in one critical section. A database does the same with a
+/// transaction, a unique constraint and `UPDATE … WHERE version = $n`.
+///
+/// ```
+/// use std::collections::HashMap;
+/// use std::sync::Mutex;
+/// use std::time::{Duration, SystemTime};
+/// use async_trait::async_trait;
+/// use hubspot_connect::store::{
+///     ConnectionFilter, ConnectionStore, Inserted, InsertRules, LeaseStore, PendingStore, TokenStore,
+/// };
+/// use hubspot_connect::{Connection, ConnectionId, PendingAuthorization, Result};
+///
+/// #[derive(Debug, Default)]
+/// struct MyStore {
+///     connections: Mutex<HashMap<ConnectionId, Connection>>,
+///     pending: Mutex<HashMap<String, PendingAuthorization>>,
+///     leases: Mutex<HashMap<String, (String, SystemTime)>>,
+/// }
+///
+/// #[async_trait]
+/// impl ConnectionStore for MyStore {
+///     async fn get(&self, id: &ConnectionId) -> Result<Option<Connection>> {
+///         Ok(self.connections.lock().unwrap().get(id).cloned())
+///     }
+///     async fn insert(&self, connection: &Connection, rules: InsertRules) -> Result<Inserted> {
+///         let mut all = self.connections.lock().unwrap();
+///         if let Some(same) = all.values().find(|c| c.tenant == connection.tenant && c.portal_id == connection.portal_id) {
+///             return Ok(Inserted::Existing(Box::new(same.clone())));
+///         }
+///         if let Some(other) = all.values().find(|c| c.portal_id == connection.portal_id) {
+///             if !rules.allow_shared_portals {
+///                 return Ok(Inserted::PortalTaken { tenant: other.tenant.clone() });
+///             }
+///         }
+///         let held = all.values().filter(|c| c.tenant == connection.tenant).count();
+///         if rules.max_portals.is_some_and(|max| held >= max) {
+///             return Ok(Inserted::LimitReached { held });
+///         }
+///         let mut stored = connection.clone();
+///         stored.version = 1;
+///         all.insert(stored.id.clone(), stored);
+///         Ok(Inserted::Created)
+///     }
+///     async fn compare_and_swap(&self, next: &Connection) -> Result<bool> {
+///         let mut all = self.connections.lock().unwrap();
+///         match all.get_mut(&next.id) {
+///             Some(current) if current.version + 1 == next.version => {
+///                 *current = next.clone();
+///                 Ok(true)
+///             }
+///             _ => Ok(false),
+///         }
+///     }
+///     async fn delete(&self, id: &ConnectionId) -> Result<bool> {
+///         Ok(self.connections.lock().unwrap().remove(id).is_some())
+///     }
+///     async fn list(&self, filter: &ConnectionFilter) -> Result<Vec<Connection>> {
+///         let mut found: Vec<Connection> =
+///             self.connections.lock().unwrap().values().filter(|c| filter.matches(c)).cloned().collect();
+///         found.sort_by(|a, b| a.id.cmp(&b.id));
+///         Ok(found)
+///     }
+/// }
+///
+/// #[async_trait]
+/// impl PendingStore for MyStore {
+///     async fn put_pending(&self, pending: PendingAuthorization) -> Result<()> {
+///         self.pending.lock().unwrap().insert(pending.state_hash.clone(), pending);
+///         Ok(())
+///     }
+///     async fn take_pending(&self, state_hash: &str) -> Result<Option<PendingAuthorization>> {
+///         Ok(self.pending.lock().unwrap().remove(state_hash))
+///     }
+/// }
+///
+/// #[async_trait]
+/// impl LeaseStore for MyStore {
+///     async fn try_lease(&self, key: &str, owner: &str, ttl: Duration, now: SystemTime) -> Result<bool> {
+///         let mut leases = self.leases.lock().unwrap();
+///         match leases.get(key) {
+///             Some((holder, until)) if holder != owner && *until > now => Ok(false),
+///             _ => {
+///                 leases.insert(key.to_owned(), (owner.to_owned(), now + ttl));
+///                 Ok(true)
+///             }
+///         }
+///     }
+///     async fn release_lease(&self, key: &str, owner: &str) -> Result<bool> {
+///         let mut leases = self.leases.lock().unwrap();
+///         if leases.get(key).is_some_and(|(holder, _)| holder == owner) {
+///             leases.remove(key);
+///             return Ok(true);
+///         }
+///         Ok(false)
+///     }
+/// }
+///
+/// fn assert_token_store<T: TokenStore>() {}
+/// assert_token_store::<MyStore>();
+/// ```
+#[async_trait]
+pub trait ConnectionStore: fmt::Debug + Send + Sync + 'static {
+    /// The connection with this id.
+    async fn get(&self, id: &ConnectionId) -> Result<Option<Connection>>;
+
+    /// Stores a new connection with version 1, checking [`InsertRules`] and "one portal, one tenant" atomically.
+    async fn insert(&self, connection: &Connection, rules: InsertRules) -> Result<Inserted>;
+
+    /// Replaces the stored connection with `next` if, and only if, the stored version is `next.version - 1`.
+    /// `Ok(false)` when another writer got there first (or the connection is gone): re-read, never overwrite.
+    async fn compare_and_swap(&self, next: &Connection) -> Result<bool>;
+
+    /// Deletes a connection. `Ok(false)` when there was none.
+    async fn delete(&self, id: &ConnectionId) -> Result<bool>;
+
+    /// The connections matching `filter`, ordered by id.
+    async fn list(&self, filter: &ConnectionFilter) -> Result<Vec<Connection>>;
+}
+
+/// Pending authorizations: stored by `begin`, taken once by `complete`.
+#[async_trait]
+pub trait PendingStore: fmt::Debug + Send + Sync + 'static {
+    /// Stores a pending authorization under its `state_hash`.
+    async fn put_pending(&self, pending: PendingAuthorization) -> Result<()>;
+
+    /// Removes and returns the pending authorization, atomically: of any number of concurrent takers, at most one
+    /// gets it. Expired ones are returned too (the caller reports them as expired); a store may purge old ones.
+    async fn take_pending(&self, state_hash: &str) -> Result<Option<PendingAuthorization>>;
+}
+
+/// Refresh leases: one owner at a time per key, for a limited time.
+#[async_trait]
+pub trait LeaseStore: fmt::Debug + Send + Sync + 'static {
+    /// Takes (or, for its owner, extends) the lease on `key` until `now + ttl`. `Ok(false)` when another owner
+    /// holds an unexpired lease.
+    async fn try_lease(&self, key: &str, owner: &str, ttl: Duration, now: SystemTime) -> Result<bool>;
+
+    /// Releases the lease if `owner` holds it. `Ok(false)` when it did not (it expired and someone else took it).
+    async fn release_lease(&self, key: &str, owner: &str) -> Result<bool>;
+}
+
+/// A store with all three: what [`crate::Connections`] needs. Implemented for every such type.
+pub trait TokenStore: ConnectionStore + PendingStore + LeaseStore {}
+
+impl<T: ConnectionStore + PendingStore + LeaseStore> TokenStore for T {}
+
+const _: Option<&dyn ConnectionStore> = None;
+const _: Option<&dyn PendingStore> = None;
+const _: Option<&dyn LeaseStore> = None;
+
+/// A [`ErrorCode::StoreUnavailable`] error for a backend failure. The source must not hold secrets.
+pub fn store_error(what: &str, source: impl std::error::Error + Send + Sync + 'static) -> Error {
+    Error::new(ErrorCode::StoreUnavailable, format!("the token store failed while {what}"))
+        .with_retryable(true)
+        .with_source(source)
+}
+
+#[async_trait]
+impl<T: ConnectionStore + ?Sized> ConnectionStore for std::sync::Arc<T> {
+    async fn get(&self, id: &ConnectionId) -> Result<Option<Connection>> {
+        (**self).get(id).await
+    }
+    async fn insert(&self, connection: &Connection, rules: InsertRules) -> Result<Inserted> {
+        (**self).insert(connection, rules).await
+    }
+    async fn compare_and_swap(&self, next: &Connection) -> Result<bool> {
+        (**self).compare_and_swap(next).await
+    }
+    async fn delete(&self, id: &ConnectionId) -> Result<bool> {
+        (**self).delete(id).await
+    }
+    async fn list(&self, filter: &ConnectionFilter) -> Result<Vec<Connection>> {
+        (**self).list(filter).await
+    }
+}
+
+#[async_trait]
+impl<T: PendingStore + ?Sized> PendingStore for std::sync::Arc<T> {
+    async fn put_pending(&self, pending: PendingAuthorization) -> Result<()> {
+        (**self).put_pending(pending).await
+    }
+    async fn take_pending(&self, state_hash: &str) -> Result<Option<PendingAuthorization>> {
+        (**self).take_pending(state_hash).await
+    }
+}
+
+#[async_trait]
+impl<T: LeaseStore + ?Sized> LeaseStore for std::sync::Arc<T> {
+    async fn try_lease(&self, key: &str, owner: &str, ttl: Duration, now: SystemTime) -> Result<bool> {
+        (**self).try_lease(key, owner, ttl, now).await
+    }
+    async fn release_lease(&self, key: &str, owner: &str) -> Result<bool> {
+        (**self).release_lease(key, owner).await
+    }
+}

@@ -1,0 +1,419 @@
+//! A fake HubSpot for tests: the OAuth 2.0 protocol and account info on a local [`wiremock`] server.
+//!
+//! [`FakeHubSpot`] serves, on one loopback address, everything a HubSpot integration talks to while connecting a
+//! portal: the authorize (consent) page, both token endpoint generations (`/oauth/v1/token` and
+//! `/oauth/2026-03/token`), 2026-03 introspection and revocation, the v1 token metadata and revocation, and
+//! account info (`/account-info/v3/details`, `/account-info/2026-03/details`). Answers have HubSpot's shapes,
+//! checked against HubSpot's published OpenAPI specs, and every behaviour HubSpot leaves undocumented is a switch,
+//! so your tests can play each answer.
+//!
+//! Point your HubSpot client at [`FakeHubSpot::uri`] for both the login host (`app.hubspot.com`) and the API host
+//! (`api.hubapi.com`), use [`FakeHubSpot::client_id`] and [`FakeHubSpot::client_secret`], and play the user's
+//! part with [`FakeHubSpot::consent`]. Time comes from the [`Clock`] you give
+//! [`FakeHubSpot::start_with_clock`]: with a [`ManualClock`](crate::ManualClock), code and token expiry are exact
+//! and instant.
+//!
+//! # Which helper fits which situation
+//!
+//! | situation | helper |
+//! |---|---|
+//! | the user approves the install | [`consent`](FakeHubSpot::consent) the authorize URL: you get the redirect with `code` and `state` |
+//! | the user installs into a given account, or an EU / developer / sandbox account | [`add_portal`](FakeHubSpot::add_portal) a [`FakePortal`] (`.eu()`, `.account_type(..)`), preselect it with `/oauth/{portalId}/authorize` |
+//! | another user installs | [`set_user`](FakeHubSpot::set_user) |
+//! | the account's tier lacks a product: some scopes are not granted | [`refuse_scopes`](FakeHubSpot::refuse_scopes) |
+//! | the user declines, with or without a redirect back | [`decline`](FakeHubSpot::decline) with [`Decline`] |
+//! | skip the browser step: a connection that already exists | [`issue`](FakeHubSpot::issue) a token pair |
+//! | the access token expired | [`expire_access_tokens`](FakeHubSpot::expire_access_tokens), or advance the [`ManualClock`](crate::ManualClock) past [`set_access_token_ttl`](FakeHubSpot::set_access_token_ttl) |
+//! | the code expired before the callback ran | advance the clock past [`set_code_ttl`](FakeHubSpot::set_code_ttl) |
+//! | refresh tokens rotate, or reuse of an old one revokes everything | [`set_rotation`](FakeHubSpot::set_rotation) with [`Rotation`]; check [`stale_refresh_presentations`](FakeHubSpot::stale_refresh_presentations) |
+//! | the customer uninstalled the app | [`uninstall`](FakeHubSpot::uninstall) |
+//! | the installing user left the company | [`remove_user`](FakeHubSpot::remove_user) |
+//! | HubSpot's older or RFC-only error bodies | [`set_error_style`](FakeHubSpot::set_error_style) with [`ErrorStyle`] |
+//! | introspecting a dead token: `{"active":false}` or a 400 | [`set_dead_token_introspection`](FakeHubSpot::set_dead_token_introspection) |
+//! | revoke answers 200 or 204 | [`set_revoke_status`](FakeHubSpot::set_revoke_status) |
+//! | a token answer without `token_use`, `hub_id`, `scopes` | [`set_token_fields`](FakeHubSpot::set_token_fields) with [`TokenFields::Minimal`] |
+//! | 500, HTML 502, 429 with or without `Retry-After`, slow answers, garbage, redirects | [`fail`](FakeHubSpot::fail) an [`Endpoint`] with a [`Failure`], `times` in a row |
+//! | did my code call HubSpot, how often, with which fields | [`requests`](FakeHubSpot::requests), [`token_requests`](FakeHubSpot::token_requests), [`last_form`](FakeHubSpot::last_form), [`reset_counts`](FakeHubSpot::reset_counts) |
+//! | something the fake does not play | mount your own [`wiremock::Mock`] on [`server`](FakeHubSpot::server) (use `with_priority(1)` to take precedence over the fake's own mocks) |
+//!
+//! # Example
+//!
+//! The whole protocol with plain `reqwest`: authorize, consent, exchange the code, call the API.
+//!
+//! ```rust
+//! use hubspot_connect::testing::FakeHubSpot;
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let fake = FakeHubSpot::start().await;
+//!
+//! // The URL your "Connect HubSpot" button sends the user to.
+//! let mut authorize = url::Url::parse(&format!("{}/oauth/authorize", fake.uri()))?;
+//! authorize
+//!     .query_pairs_mut()
+//!     .append_pair("client_id", fake.client_id())
+//!     .append_pair("redirect_uri", fake.redirect_uri())
+//!     .append_pair("scope", "oauth crm.objects.contacts.read")
+//!     .append_pair("state", "csrf-1234");
+//!
+//! // The user approves; HubSpot redirects back to your callback with a code and the state.
+//! let callback = fake.consent(authorize.as_str()).await?;
+//! let param = |name: &str| callback.query_pairs().find(|(k, _)| k == name).map(|(_, v)| v.into_owned());
+//! assert_eq!(param("state").as_deref(), Some("csrf-1234"));
+//! let code = param("code").ok_or("no code")?;
+//!
+//! // Your callback exchanges the code.
+//! let form = serde_urlencoded::to_string([
+//!     ("grant_type", "authorization_code"),
+//!     ("code", code.as_str()),
+//!     ("redirect_uri", fake.redirect_uri()),
+//!     ("client_id", fake.client_id()),
+//!     ("client_secret", fake.client_secret()),
+//! ])?;
+//! let http = reqwest::Client::new();
+//! let answer = http
+//!     .post(format!("{}/oauth/2026-03/token", fake.uri()))
+//!     .header("content-type", "application/x-www-form-urlencoded")
+//!     .body(form)
+//!     .send()
+//!     .await?;
+//! assert_eq!(answer.status(), 200);
+//! let tokens: serde_json::Value = serde_json::from_str(&answer.text().await?)?;
+//! assert_eq!(tokens["expires_in"], 1800);
+//! assert_eq!(tokens["hub_id"], 62515);
+//! let access_token = tokens["access_token"].as_str().ok_or("no access token")?;
+//!
+//! // ... and finds out which account it was.
+//! let account = http
+//!     .get(format!("{}/account-info/2026-03/details", fake.uri()))
+//!     .bearer_auth(access_token)
+//!     .send()
+//!     .await?;
+//! let account: serde_json::Value = serde_json::from_str(&account.text().await?)?;
+//! assert_eq!(account["portalId"], 62515);
+//! assert_eq!(account["accountType"], "STANDARD");
+//! assert_eq!(fake.token_requests(), 1);
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! # What the fake checks
+//!
+//! - Authorize: `client_id` must be the fake's (else a 400 page), `redirect_uri` and `scope` are required, an
+//!   unknown `/oauth/{portalId}/authorize` is a 404 page. Scopes are space-separated (`%20` or `+`).
+//!   `code_challenge` with `code_challenge_method=S256` (or `plain`) is remembered with the code.
+//! - Token: form-encoded bodies only (a JSON body is `BAD_GRANT_TYPE`), client id and secret in the body
+//!   (`invalid_client` / `BAD_CLIENT_ID`). A code is single-use: any exchange attempt that finds it unexpired uses
+//!   it up, even one that then fails on the redirect URI or the PKCE verifier. The `redirect_uri` must repeat the
+//!   authorize one (`MISMATCH_REDIRECT_URI_AUTH_CODE`), an expired code is `EXPIRED_AUTH_CODE`, an unknown, used or
+//!   PKCE-failing code is `BAD_AUTH_CODE`, a dead refresh token is `BAD_REFRESH_TOKEN`. Every token error is a 400.
+//! - Revoking a refresh token (either generation) revokes it and every token rotated from it; access tokens
+//!   already issued stay valid until they expire. Revoking an access token through 2026-03 revokes it.
+//! - Access tokens issued earlier stay valid after a refresh, until they expire.
+//!
+//! [`Clock`]: crate::Clock
+
+mod random;
+mod responder;
+mod state;
+mod types;
+mod wire;
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use wiremock::matchers::{method, path, path_regex};
+use wiremock::{Mock, MockServer};
+
+use crate::clock::{Clock, SystemClock};
+use crate::{ClientSecret, HubSpotConnector, HubSpotConnectorBuilder};
+
+pub use types::{
+    DeadIntrospection, Decline, Endpoint, ErrorStyle, Failure, FakeAccountType, FakeError, FakePortal, FakeUser,
+    IssuedTokens, Rotation, TokenFields,
+};
+
+use responder::Responder;
+use state::{APP_ID, CLIENT_ID, CLIENT_SECRET, Grant, REDIRECT_URI, Shared};
+
+/// A fake HubSpot on a local [`MockServer`]. Cloning is cheap and shares the same server and state; the server
+/// stops when the last clone is dropped.
+///
+/// See the [module documentation](self) for what it serves and which helper fits which test.
+#[derive(Clone)]
+pub struct FakeHubSpot {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    server: MockServer,
+    shared: Arc<Shared>,
+}
+
+impl fmt::Debug for FakeHubSpot {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let state = self.inner.shared.lock();
+        f.debug_struct("FakeHubSpot")
+            .field("uri", &self.inner.server.uri())
+            .field("client_id", &CLIENT_ID)
+            .field("portals", &state.portals.keys().collect::<Vec<_>>())
+            .field("rotation", &state.rotation)
+            .field("error_style", &state.error_style)
+            .finish_non_exhaustive()
+    }
+}
+
+impl FakeHubSpot {
+    /// Starts a fake HubSpot on the system clock.
+    pub async fn start() -> FakeHubSpot {
+        Self::start_with_clock(Arc::new(SystemClock)).await
+    }
+
+    /// Starts a fake HubSpot that computes every expiry (codes, access tokens) with `clock`.
+    pub async fn start_with_clock(clock: Arc<dyn Clock>) -> FakeHubSpot {
+        let server = MockServer::start().await;
+        let shared = Arc::new(Shared::new(clock));
+        for endpoint in Endpoint::ALL {
+            let mock = match endpoint {
+                Endpoint::Authorize => Mock::given(method("GET")).and(path_regex(r"^/oauth/(?:[^/]+/)?authorize$")),
+                Endpoint::TokenV1 => Mock::given(method("POST")).and(path("/oauth/v1/token")),
+                Endpoint::Token202603 => Mock::given(method("POST")).and(path("/oauth/2026-03/token")),
+                Endpoint::Introspect202603 => Mock::given(method("POST")).and(path("/oauth/2026-03/token/introspect")),
+                Endpoint::AccessTokenInfoV1 => {
+                    Mock::given(method("GET")).and(path_regex(r"^/oauth/v1/access-tokens/[^/]+$"))
+                }
+                Endpoint::RefreshTokenInfoV1 => {
+                    Mock::given(method("GET")).and(path_regex(r"^/oauth/v1/refresh-tokens/[^/]+$"))
+                }
+                Endpoint::RevokeV1 => {
+                    Mock::given(method("DELETE")).and(path_regex(r"^/oauth/v1/refresh-tokens/[^/]+$"))
+                }
+                Endpoint::Revoke202603 => Mock::given(method("POST")).and(path("/oauth/2026-03/token/revoke")),
+                Endpoint::AccountInfoV3 => Mock::given(method("GET")).and(path("/account-info/v3/details")),
+                Endpoint::AccountInfo202603 => Mock::given(method("GET")).and(path("/account-info/2026-03/details")),
+            };
+            mock.respond_with(Responder { shared: Arc::clone(&shared), endpoint })
+                .named(format!("fake HubSpot: {}", endpoint.route()))
+                .mount(&server)
+                .await;
+        }
+        FakeHubSpot { inner: Arc::new(Inner { server, shared }) }
+    }
+
+    fn state(&self) -> std::sync::MutexGuard<'_, state::State> {
+        self.inner.shared.lock()
+    }
+
+    // ---- where and who ----
+
+    /// The base URL, e.g. `http://127.0.0.1:PORT`, serving both the authorize page and the API.
+    pub fn uri(&self) -> String {
+        self.inner.server.uri()
+    }
+
+    /// The underlying server, to mount extra mocks or inspect received requests.
+    pub fn server(&self) -> &MockServer {
+        &self.inner.server
+    }
+
+    /// The fake app's client id (fixed, UUID-shaped).
+    pub fn client_id(&self) -> &str {
+        CLIENT_ID
+    }
+
+    /// The fake app's client secret (fixed).
+    pub fn client_secret(&self) -> &str {
+        CLIENT_SECRET
+    }
+
+    /// The fake app's id (`app_id` in token metadata).
+    pub fn app_id(&self) -> u64 {
+        APP_ID
+    }
+
+    /// A redirect URI to use: `http://localhost:3000/oauth/callback`. The authorize page accepts any redirect URI;
+    /// the code exchange must repeat the one used there.
+    pub fn redirect_uri(&self) -> &str {
+        REDIRECT_URI
+    }
+
+    /// A [`HubSpotConnector`] builder for this fake: its client id, secret and redirect URI, its address as login
+    /// host (also for EU accounts) and API host, and its clock.
+    pub fn connector_builder(&self) -> HubSpotConnectorBuilder {
+        HubSpotConnector::builder(CLIENT_ID, ClientSecret::new(CLIENT_SECRET), REDIRECT_URI)
+            .auth_base(self.uri())
+            .eu_auth_base(self.uri())
+            .api_base(self.uri())
+            .clock(Arc::clone(&self.inner.shared.clock))
+    }
+
+    // ---- the world ----
+
+    /// Adds a portal, or replaces the one with the same id. Portal 62515 (standard, North America) exists from the
+    /// start and is the one chosen when the authorize URL names none.
+    pub fn add_portal(&self, portal: FakePortal) {
+        self.state().portals.insert(portal.id, portal);
+    }
+
+    /// Sets the user who consents next (and whom [`issue`](Self::issue) installs as).
+    pub fn set_user(&self, user: FakeUser) {
+        self.state().user = user;
+    }
+
+    // ---- consent ----
+
+    /// Refuses these scopes at every later consent: granted = (`scope` ∪ `optional_scope`) − refused.
+    /// Replaces the previous list; an empty slice grants everything again.
+    pub fn refuse_scopes(&self, scopes: &[&str]) {
+        self.state().refused = scopes.iter().map(|s| (*s).to_owned()).collect();
+    }
+
+    /// What the user does on the consent screen from now on.
+    pub fn decline(&self, decline: Decline) {
+        self.state().decline = decline;
+    }
+
+    /// Plays the user's browser: GETs `authorize_url` without following redirects and returns the `Location` of
+    /// the `302`, i.e. your callback URL with `code` and `state` (or `error`, when declined with a redirect).
+    ///
+    /// A URL on `app.hubspot.com` or `app-eu1.hubspot.com` is sent to the fake instead.
+    ///
+    /// # Errors
+    /// [`FakeError::NoRedirect`] when the page answers anything but a `302` (declined without redirect, a bad
+    /// `client_id`, an unknown portal), [`FakeError::BadLocation`] when the `302` has no usable `Location`,
+    /// [`FakeError::InvalidUrl`] and [`FakeError::Request`] when the URL cannot be fetched.
+    pub async fn consent(&self, authorize_url: &str) -> Result<url::Url, FakeError> {
+        let mut url = url::Url::parse(authorize_url).map_err(|e| FakeError::InvalidUrl(e.to_string()))?;
+        if matches!(url.host_str(), Some("app.hubspot.com" | "app-eu1.hubspot.com")) {
+            let base = url::Url::parse(&self.uri()).map_err(|e| FakeError::InvalidUrl(e.to_string()))?;
+            let mut moved = base.join(url.path()).map_err(|e| FakeError::InvalidUrl(e.to_string()))?;
+            moved.set_query(url.query());
+            url = moved;
+        }
+        let client = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .map_err(|e| FakeError::Request(e.to_string()))?;
+        let answer = client.get(url.clone()).send().await.map_err(|e| FakeError::Request(e.to_string()))?;
+        let status = answer.status().as_u16();
+        if status != 302 {
+            let body = answer.text().await.unwrap_or_default().chars().take(1000).collect();
+            return Err(FakeError::NoRedirect { status, body });
+        }
+        let location = answer
+            .headers()
+            .get(reqwest::header::LOCATION)
+            .ok_or_else(|| FakeError::BadLocation("no Location header".to_owned()))?
+            .to_str()
+            .map_err(|e| FakeError::BadLocation(e.to_string()))?;
+        url.join(location).map_err(|e| FakeError::BadLocation(e.to_string()))
+    }
+
+    // ---- tokens ----
+
+    /// The lifetime of access tokens issued from now on (`expires_in`). Default 1800 seconds.
+    pub fn set_access_token_ttl(&self, ttl: Duration) {
+        self.state().access_ttl = ttl;
+    }
+
+    /// The lifetime of authorization codes issued from now on. Default 10 minutes.
+    pub fn set_code_ttl(&self, ttl: Duration) {
+        self.state().code_ttl = ttl;
+    }
+
+    /// Whether refreshing rotates the refresh token. Default [`Rotation::Same`].
+    pub fn set_rotation(&self, rotation: Rotation) {
+        self.state().rotation = rotation;
+    }
+
+    /// Which optional fields successful token answers carry. Default [`TokenFields::Spec`].
+    pub fn set_token_fields(&self, fields: TokenFields) {
+        self.state().token_fields = fields;
+    }
+
+    /// Mints a token pair for `portal_id`, installed by the current user (see [`set_user`](Self::set_user)) with
+    /// exactly these scopes, without the browser step. An unknown portal is added with [`FakePortal::new`].
+    pub fn issue(&self, portal_id: u64, scopes: &[&str]) -> IssuedTokens {
+        let now = self.inner.shared.clock.now();
+        let mut state = self.state();
+        let grant =
+            Grant { portal_id, user: state.user.clone(), scopes: scopes.iter().map(|s| (*s).to_owned()).collect() };
+        let minted = state.mint(grant, now);
+        IssuedTokens { access_token: minted.access_token, refresh_token: minted.refresh_token.unwrap_or_default() }
+    }
+
+    /// Every access token issued so far is expired from now on (account info answers `401
+    /// EXPIRED_AUTHENTICATION`, introspection calls them dead). Tokens issued later are not affected.
+    pub fn expire_access_tokens(&self) {
+        let now = self.inner.shared.clock.now();
+        self.state().expire_access_tokens(now);
+    }
+
+    /// The app is uninstalled from the portal: its refresh tokens are refused (`400 BAD_REFRESH_TOKEN` /
+    /// `invalid_grant`), its access tokens get `401`, its pending codes are void. Installing again works.
+    pub fn uninstall(&self, portal_id: u64) {
+        self.state().uninstall(portal_id);
+    }
+
+    /// The user is removed from HubSpot: the same as [`uninstall`](Self::uninstall), for every token and code that
+    /// user installed.
+    pub fn remove_user(&self, user_id: u64) {
+        self.state().remove_user(user_id);
+    }
+
+    /// The body of token-endpoint errors. Default [`ErrorStyle::Both`].
+    pub fn set_error_style(&self, style: ErrorStyle) {
+        self.state().error_style = style;
+    }
+
+    /// What 2026-03 introspection answers for a dead token. Default [`DeadIntrospection::Inactive`].
+    pub fn set_dead_token_introspection(&self, mode: DeadIntrospection) {
+        self.state().dead_introspection = mode;
+    }
+
+    /// The status of a successful 2026-03 revoke. Default 200; HubSpot does not document it (204 is the other
+    /// candidate).
+    pub fn set_revoke_status(&self, status: u16) {
+        self.state().revoke_status = status;
+    }
+
+    /// The next `times` requests to `endpoint` get `failure` instead of the normal answer. Calls queue up in order.
+    pub fn fail(&self, endpoint: Endpoint, failure: Failure, times: usize) {
+        self.state().queue_failure(endpoint, failure, times);
+    }
+
+    /// Drops every failure still queued by [`fail`](Self::fail).
+    pub fn reset_failures(&self) {
+        self.state().clear_failures();
+    }
+
+    // ---- inspection ----
+
+    /// How many requests `endpoint` received, including those answered with an injected failure.
+    pub fn requests(&self, endpoint: Endpoint) -> usize {
+        self.state().requests(endpoint)
+    }
+
+    /// How many requests both token endpoints received together.
+    pub fn token_requests(&self) -> usize {
+        let state = self.state();
+        state.requests(Endpoint::TokenV1) + state.requests(Endpoint::Token202603)
+    }
+
+    /// The last form body `endpoint` received (for `GET` and `DELETE`, the query pairs), in order.
+    pub fn last_form(&self, endpoint: Endpoint) -> Option<Vec<(String, String)>> {
+        self.state().last_form(endpoint)
+    }
+
+    /// How many times a superseded refresh token was presented (under [`Rotation::Rotate`] or
+    /// [`Rotation::Strict`]).
+    pub fn stale_refresh_presentations(&self) -> usize {
+        self.state().stale_presentations()
+    }
+
+    /// Sets every request count and [`stale_refresh_presentations`](Self::stale_refresh_presentations) back to 0.
+    pub fn reset_counts(&self) {
+        self.state().reset_counts();
+    }
+}

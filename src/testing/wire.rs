@@ -1,0 +1,359 @@
+//! HubSpot's wire shapes: answers, JSON bodies and the HTML pages of the consent screen.
+
+use serde_json::{Map, Value, json};
+use wiremock::ResponseTemplate;
+
+use super::random;
+use super::state::{Grant, Minted, TokenError};
+use super::types::{ErrorStyle, Failure, FakePortal, TokenFields};
+
+/// An HTTP answer, before it becomes a [`ResponseTemplate`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Answer {
+    pub(crate) status: u16,
+    /// `None`: no `Content-Type` header.
+    pub(crate) content_type: Option<String>,
+    pub(crate) headers: Vec<(String, String)>,
+    pub(crate) body: Vec<u8>,
+}
+
+impl Answer {
+    pub(crate) fn json(status: u16, value: &Value) -> Self {
+        Self {
+            status,
+            content_type: Some("application/json;charset=utf-8".to_owned()),
+            headers: Vec::new(),
+            body: value.to_string().into_bytes(),
+        }
+    }
+
+    pub(crate) fn html(status: u16, title: &str, text: &str) -> Self {
+        let page = format!(
+            "<!DOCTYPE html><html><head><title>{}</title></head><body><h1>{}</h1><p>{}</p></body></html>",
+            escape(title),
+            escape(title),
+            escape(text)
+        );
+        Self {
+            status,
+            content_type: Some("text/html;charset=utf-8".to_owned()),
+            headers: Vec::new(),
+            body: page.into_bytes(),
+        }
+    }
+
+    pub(crate) fn empty(status: u16) -> Self {
+        Self { status, content_type: None, headers: Vec::new(), body: Vec::new() }
+    }
+
+    pub(crate) fn redirect(status: u16, location: &str) -> Self {
+        Self::empty(status).header("Location", location)
+    }
+
+    pub(crate) fn header(mut self, name: &str, value: impl Into<String>) -> Self {
+        self.headers.push((name.to_owned(), value.into()));
+        self
+    }
+
+    /// The answer a [`Failure`] other than [`Failure::Slow`] stands for.
+    pub(crate) fn failure(failure: &Failure) -> Option<Self> {
+        Some(match failure {
+            Failure::ServerError => Self::json(500, &generic_error("internal error", "INTERNAL_ERROR")),
+            Failure::BadGatewayHtml => Self {
+                status: 502,
+                content_type: Some("text/html".to_owned()),
+                headers: Vec::new(),
+                body: b"<html>502 Bad Gateway</html>".to_vec(),
+            },
+            Failure::TooManyRequests { retry_after } => {
+                let body = json!({
+                    "status": "error",
+                    "message": "You have reached your ten_secondly_rolling limit.",
+                    "errorType": "RATE_LIMIT",
+                    "correlationId": random::uuid(),
+                    "policyName": "TEN_SECONDLY_ROLLING",
+                    "category": "RATE_LIMITS",
+                });
+                let answer = Self::json(429, &body)
+                    .header("X-HubSpot-RateLimit-Interval-Milliseconds", "10000")
+                    .header("X-HubSpot-RateLimit-Max", "110")
+                    .header("X-HubSpot-RateLimit-Remaining", "0");
+                match retry_after {
+                    Some(secs) => answer.header("Retry-After", secs.to_string()),
+                    None => answer,
+                }
+            }
+            Failure::Slow(_) => return None,
+            Failure::Status { status, content_type, body } => Self {
+                status: *status,
+                content_type: (!content_type.is_empty()).then(|| content_type.clone()),
+                headers: Vec::new(),
+                body: body.clone(),
+            },
+            Failure::Redirect { status, location } => Self::redirect(*status, location),
+        })
+    }
+
+    pub(crate) fn into_template(self) -> ResponseTemplate {
+        let status = if (100..=999).contains(&self.status) { self.status } else { 500 };
+        let mut template = ResponseTemplate::new(status);
+        for (name, value) in self.headers {
+            if let (Ok(name), Ok(value)) =
+                (http::HeaderName::from_bytes(name.as_bytes()), http::HeaderValue::from_str(&value))
+            {
+                template = template.append_header(name, value);
+            }
+        }
+        match self.content_type {
+            // wiremock parses the MIME type into a header value and panics on a bad one: check it first.
+            Some(ct) if http::HeaderValue::from_str(&ct).is_ok() => template.set_body_raw(self.body, &ct),
+            Some(_) => template.set_body_raw(self.body, "application/octet-stream"),
+            None => template.set_body_bytes(self.body),
+        }
+    }
+}
+
+fn escape(text: &str) -> String {
+    text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
+}
+
+/// HubSpot's generic error body, the specs' `Error` schema.
+pub(crate) fn generic_error(message: &str, category: &str) -> Value {
+    json!({
+        "status": "error",
+        "message": message,
+        "correlationId": random::uuid(),
+        "category": category,
+    })
+}
+
+/// A token-endpoint error (HTTP 400) in the configured style.
+pub(crate) fn token_error(error: &TokenError, style: ErrorStyle) -> Answer {
+    let body = match style {
+        ErrorStyle::LegacyOnly => json!({
+            "status": error.status,
+            "message": error.message,
+            "correlationId": random::uuid(),
+        }),
+        ErrorStyle::RfcOnly => json!({
+            "error": error.error,
+            "error_description": error.message,
+        }),
+        ErrorStyle::Both => json!({
+            "error": error.error,
+            "error_description": error.message,
+            "status": error.status,
+            "message": error.message,
+            "correlationId": random::uuid(),
+        }),
+    };
+    Answer::json(400, &body)
+}
+
+/// Which token endpoint answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Generation {
+    V1,
+    V2026_03,
+}
+
+/// A successful token answer.
+pub(crate) fn token_success(minted: &Minted, generation: Generation, fields: TokenFields) -> Value {
+    let mut body = Map::new();
+    body.insert("token_type".into(), json!("bearer"));
+    if let Some(refresh) = &minted.refresh_token {
+        body.insert("refresh_token".into(), json!(refresh));
+    }
+    body.insert("access_token".into(), json!(minted.access_token));
+    body.insert("expires_in".into(), json!(minted.expires_in));
+    if fields == TokenFields::Spec {
+        body.insert("token_use".into(), json!("access_token"));
+        if generation == Generation::V2026_03 {
+            body.insert("hub_id".into(), json!(minted.grant.portal_id));
+            body.insert("user_id".into(), json!(minted.grant.user.id));
+            body.insert("scopes".into(), json!(minted.grant.scopes));
+        }
+    }
+    Value::Object(body)
+}
+
+/// `GET /oauth/v1/access-tokens/{token}`: the v1 spec's `AccessTokenInfoResponse`.
+pub(crate) fn v1_access_info(token: &str, grant: &Grant, portal: &FakePortal, app_id: u64, expires_in: u64) -> Value {
+    json!({
+        "token": token,
+        "user": grant.user.email,
+        "hub_domain": portal.hub_domain,
+        "scopes": grant.scopes,
+        "hub_id": grant.portal_id,
+        "app_id": app_id,
+        "expires_in": expires_in,
+        "user_id": grant.user.id,
+        "token_type": "access",
+    })
+}
+
+/// `GET /oauth/v1/refresh-tokens/{token}`: the v1 spec's `RefreshTokenInfoResponse`.
+pub(crate) fn v1_refresh_info(token: &str, grant: &Grant, portal: &FakePortal, client_id: &str) -> Value {
+    json!({
+        "token": token,
+        "user": grant.user.email,
+        "hub_domain": portal.hub_domain,
+        "scopes": grant.scopes,
+        "hub_id": grant.portal_id,
+        "user_id": grant.user.id,
+        "client_id": client_id,
+        "token_type": "refresh",
+    })
+}
+
+/// What introspection needs to describe an access token.
+#[derive(Debug)]
+pub(crate) struct AccessDescription<'a> {
+    pub(crate) token: &'a str,
+    pub(crate) grant: &'a Grant,
+    pub(crate) portal: &'a FakePortal,
+    pub(crate) app_id: u64,
+    pub(crate) client_id: &'a str,
+    pub(crate) expires_in: u64,
+    pub(crate) expires_at_millis: u64,
+    pub(crate) install_id: String,
+}
+
+/// `POST /oauth/2026-03/token/introspect` for a live access token: the spec's `PublicAccessTokenInfoResponse`.
+pub(crate) fn introspect_access(d: &AccessDescription<'_>) -> Value {
+    use base64::Engine as _;
+    let scopes_blob = base64::engine::general_purpose::STANDARD.encode(d.grant.scopes.join(" "));
+    json!({
+        "active": true,
+        "token": d.token,
+        "token_use": "access_token",
+        "token_type": "access",
+        "user": d.grant.user.email,
+        "hub_domain": d.portal.hub_domain,
+        "scopes": d.grant.scopes,
+        "hub_id": d.grant.portal_id,
+        "app_id": d.app_id,
+        "client_id": d.client_id,
+        "expires_in": d.expires_in,
+        "user_id": d.grant.user.id,
+        "is_private_distribution": false,
+        "signed_access_token": {
+            "expiresAt": d.expires_at_millis,
+            "scopes": scopes_blob,
+            "hubId": d.grant.portal_id,
+            "userId": d.grant.user.id,
+            "appId": d.app_id,
+            "signature": random::base64url(20),
+            "scopeToScopeGroupPks": random::base64url(24),
+            "newSignature": random::base64url(32),
+            "hublet": d.portal.data_hosting_location,
+            "trialScopes": "",
+            "trialScopeToScopeGroupPks": "",
+            "isUserLevel": false,
+            "installingUserId": d.grant.user.id,
+            "isServiceAccount": false,
+            "isPrivateDistribution": false,
+            "appInstallId": d.install_id,
+            "audience": d.client_id,
+        },
+    })
+}
+
+/// `POST /oauth/2026-03/token/introspect` for a live refresh token: the spec's `PublicRefreshTokenInfoResponse`.
+pub(crate) fn introspect_refresh(
+    token: &str,
+    grant: &Grant,
+    portal: &FakePortal,
+    app_id: u64,
+    client_id: &str,
+) -> Value {
+    json!({
+        "active": true,
+        "token": token,
+        "token_use": "refresh_token",
+        "token_type": "refresh",
+        "user": grant.user.email,
+        "hub_domain": portal.hub_domain,
+        "scopes": grant.scopes,
+        "hub_id": grant.portal_id,
+        "app_id": app_id,
+        "client_id": client_id,
+        "user_id": grant.user.id,
+    })
+}
+
+/// `GET /account-info/.../details`: the spec's `PortalInformationResponse`.
+pub(crate) fn account_info(portal: &FakePortal) -> Value {
+    json!({
+        "portalId": portal.id,
+        "portalName": portal.name,
+        "accountType": portal.account_type.as_str(),
+        "timeZone": portal.time_zone,
+        "companyCurrency": portal.currency,
+        "additionalCurrencies": portal.additional_currencies,
+        "utcOffset": portal.utc_offset(),
+        "utcOffsetMilliseconds": i64::from(portal.utc_offset_minutes) * 60_000,
+        "uiDomain": portal.ui_domain,
+        "dataHostingLocation": portal.data_hosting_location,
+        "createdAt": portal.created_at_millis,
+    })
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use crate::testing::FakeUser;
+
+    fn minted(refresh: Option<&str>) -> Minted {
+        Minted {
+            access_token: "CNabc".into(),
+            refresh_token: refresh.map(str::to_owned),
+            grant: Grant { portal_id: 62515, user: FakeUser::default(), scopes: vec!["oauth".into()] },
+            expires_in: 1800,
+        }
+    }
+
+    #[test]
+    fn token_answers_per_generation_and_fields() {
+        let v1 = token_success(&minted(Some("r")), Generation::V1, TokenFields::Spec);
+        assert_eq!(v1["token_use"], "access_token");
+        assert!(v1.get("hub_id").is_none());
+        let v26 = token_success(&minted(Some("r")), Generation::V2026_03, TokenFields::Spec);
+        assert_eq!(v26["hub_id"], 62515);
+        assert_eq!(v26["scopes"], json!(["oauth"]));
+        let minimal = token_success(&minted(Some("r")), Generation::V2026_03, TokenFields::Minimal);
+        let keys: Vec<&String> = minimal.as_object().unwrap().keys().collect();
+        assert_eq!(keys.len(), 4, "{keys:?}");
+        let omitted = token_success(&minted(None), Generation::V1, TokenFields::Spec);
+        assert!(omitted.get("refresh_token").is_none());
+    }
+
+    #[test]
+    fn error_styles() {
+        let e = TokenError::bad_refresh_token();
+        let body = |style| -> Value { serde_json::from_slice(&token_error(&e, style).body).unwrap() };
+        let both = body(ErrorStyle::Both);
+        assert_eq!(both["error"], "invalid_grant");
+        assert_eq!(both["status"], "BAD_REFRESH_TOKEN");
+        assert!(both["correlationId"].is_string());
+        assert!(body(ErrorStyle::LegacyOnly).get("error").is_none());
+        assert!(body(ErrorStyle::RfcOnly).get("status").is_none());
+        assert_eq!(token_error(&e, ErrorStyle::Both).status, 400);
+    }
+
+    #[test]
+    fn a_bad_raw_content_type_does_not_panic() {
+        let a = Answer::failure(&Failure::Status { status: 200, content_type: "bad\nvalue".into(), body: vec![] });
+        let _ = a.unwrap().into_template();
+        let a = Answer::failure(&Failure::Status { status: 2000, content_type: String::new(), body: vec![] });
+        let _ = a.unwrap().into_template();
+    }
+
+    #[test]
+    fn html_is_escaped() {
+        let a = Answer::html(400, "<t>", "a & \"b\"");
+        let page = String::from_utf8(a.body).unwrap();
+        assert!(page.contains("&lt;t&gt;") && page.contains("a &amp; &quot;b&quot;"), "{page}");
+    }
+}

@@ -1,0 +1,258 @@
+//! The `hubconnect` binary, run for real against the fake HubSpot and a temporary SQLite file.
+#![cfg(feature = "cli")]
+#![allow(clippy::unwrap_used)]
+
+use hubspot_connect::store::{ConnectionStore, SqliteStore};
+use hubspot_connect::testing::FakeHubSpot;
+use serde_json::Value;
+
+struct Run {
+    status: i32,
+    stdout: String,
+    stderr: String,
+}
+
+impl Run {
+    fn json(&self) -> Value {
+        let lines: Vec<&str> = self.stdout.lines().filter(|l| !l.trim().is_empty()).collect();
+        assert_eq!(lines.len(), 1, "exactly one JSON object on stdout: {:?}", self.stdout);
+        serde_json::from_str(lines[0]).unwrap()
+    }
+}
+
+struct Env {
+    fake: FakeHubSpot,
+    db: std::path::PathBuf,
+}
+
+impl Env {
+    async fn new() -> Self {
+        let db = std::env::temp_dir().join(format!("hc-cli-{}.db", hubspot_connect::ConnectionId::random()));
+        Env { fake: FakeHubSpot::start().await, db }
+    }
+
+    fn store_url(&self) -> String {
+        format!("sqlite://{}", self.db.display())
+    }
+
+    /// Runs hubconnect with the fake's settings as flags, `args` after them.
+    async fn run(&self, args: &[&str]) -> Run {
+        let uri = self.fake.uri();
+        let mut all = vec![
+            "--store",
+            &self.store_url(),
+            "--client-id",
+            self.fake.client_id(),
+            "--client-secret",
+            self.fake.client_secret(),
+            "--redirect-uri",
+            self.fake.redirect_uri(),
+            "--auth-base",
+            &uri,
+            "--api-base",
+            &uri,
+        ]
+        .into_iter()
+        .map(str::to_owned)
+        .collect::<Vec<_>>();
+        all.extend(args.iter().map(|s| (*s).to_owned()));
+        self.raw(&all, &[]).await
+    }
+
+    async fn raw(&self, args: &[String], env: &[(&str, String)]) -> Run {
+        let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_hubconnect"));
+        cmd.args(args).env_clear().env("PATH", std::env::var("PATH").unwrap_or_default());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let out = cmd.output().await.unwrap();
+        Run {
+            status: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    }
+
+    async fn connect(&self, tenant: &str) -> Value {
+        let r =
+            self.run(&["connect", "--tenant", tenant, "--scopes", "oauth,crm.objects.contacts.read", "--json"]).await;
+        assert_eq!(r.status, 0, "{}", r.stderr);
+        let url = r.json()["authorize_url"].as_str().unwrap().to_owned();
+        assert!(r.json()["expires_at"].as_str().unwrap().ends_with('Z'));
+        let callback = self.fake.consent(&url).await.unwrap();
+        let r = self.run(&["complete", "--callback-url", callback.as_str(), "--json"]).await;
+        assert_eq!(r.status, 0, "{}", r.stderr);
+        r.json()
+    }
+
+    /// The refresh token as stored, to check it never appears in any output.
+    async fn stored_refresh_token(&self, id: &str) -> String {
+        let store = SqliteStore::open(&self.store_url()).await.unwrap();
+        let c = store.get(&hubspot_connect::ConnectionId::new(id)).await.unwrap().unwrap();
+        c.refresh_token.unwrap().secret().to_owned()
+    }
+}
+
+impl Drop for Env {
+    fn drop(&mut self) {
+        for suffix in ["", "-wal", "-shm"] {
+            let _ = std::fs::remove_file(format!("{}{suffix}", self.db.display()));
+        }
+    }
+}
+
+fn assert_error(r: &Run, code: &str) {
+    assert_eq!(r.status, 1, "stdout: {}\nstderr: {}", r.stdout, r.stderr);
+    let line = r.stderr.lines().find(|l| l.starts_with("error[")).unwrap_or("");
+    assert!(line.starts_with(&format!("error[{code}]: ")), "stderr: {}", r.stderr);
+    if r.stdout.trim().starts_with('{') {
+        let j = r.json();
+        assert_eq!(j["error"]["code"], code);
+        assert!(j["error"]["message"].as_str().is_some_and(|m| !m.is_empty()));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_whole_lifecycle() {
+    let e = Env::new().await;
+    let c = e.connect("acme").await;
+    let id = c["id"].as_str().unwrap().to_owned();
+    assert_eq!(c["tenant"], "acme");
+    assert_eq!(c["portal_id"], 62515);
+    assert_eq!(c["status"], "connected");
+    assert_eq!(c["installed_by"], "admin@example.com");
+    assert_eq!(c["account_type"], "STANDARD");
+    assert!(c["last_error"].is_null());
+    assert!(c["scopes"].as_array().unwrap().iter().any(|s| s == "crm.objects.contacts.read"));
+    let refresh_token = e.stored_refresh_token(&id).await;
+
+    let status = e.run(&["status", &id, "--json"]).await;
+    assert_eq!(status.json(), c);
+    // Options after the subcommand work too.
+    let list = e.run(&["list", "--tenant", "acme", "--status", "connected", "--json"]).await.json();
+    assert_eq!(list["connections"].as_array().unwrap().len(), 1);
+    let none = e.run(&["list", "--tenant", "globex", "--json"]).await.json();
+    assert_eq!(none["connections"].as_array().unwrap().len(), 0);
+
+    let token = e.run(&["token", &id, "--json"]).await.json();
+    assert_eq!(token["id"], id.as_str());
+    let first_token = token["access_token"].as_str().unwrap().to_owned();
+    assert!(!first_token.is_empty());
+
+    let before = e.fake.token_requests();
+    let refreshed = e.run(&["refresh", &id, "--force", "--json"]).await.json();
+    assert_eq!(refreshed["id"], id.as_str());
+    assert!(refreshed["expires_at"].is_string());
+    assert_eq!(e.fake.token_requests(), before + 1);
+    let token = e.run(&["token", &id, "--json"]).await.json();
+    assert_ne!(token["access_token"].as_str().unwrap(), first_token);
+
+    let test = e.run(&["test", &id, "--json"]).await.json();
+    assert_eq!(test["portal_id"], 62515);
+    assert_eq!(test["account_type"], "STANDARD");
+    assert!(test["latency_ms"].is_u64());
+    assert!(test["scopes"].is_array());
+
+    let human = e.run(&["status", &id]).await;
+    assert!(human.stdout.contains("status=connected"));
+
+    let gone = e.run(&["disconnect", &id, "--json"]).await.json();
+    assert_eq!(gone["revoked"], true);
+    let after = e.run(&["status", &id, "--json"]).await;
+    assert_error(&after, "CONNECTION_NOT_FOUND");
+
+    // No output ever held the refresh token or the client secret.
+    let everything = format!("{status:?}{list}{human:?}{gone}{test}", status = status.stdout, human = human.stdout);
+    assert!(!everything.contains(&refresh_token));
+    assert!(!everything.contains(e.fake.client_secret()));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn environment_variables_instead_of_flags() {
+    let e = Env::new().await;
+    let env = vec![
+        ("HUBCONNECT_STORE", e.store_url()),
+        ("HUBSPOT_CLIENT_ID", e.fake.client_id().to_owned()),
+        ("HUBSPOT_CLIENT_SECRET", e.fake.client_secret().to_owned()),
+        ("HUBSPOT_REDIRECT_URI", e.fake.redirect_uri().to_owned()),
+        ("HUBSPOT_AUTH_BASE", e.fake.uri()),
+        ("HUBSPOT_API_BASE", e.fake.uri()),
+        ("HUBSPOT_OAUTH_VERSION", "v1".to_owned()),
+    ];
+    let r = e.raw(&["--json".into(), "connect".into(), "--tenant".into(), "acme".into()], &env).await;
+    assert_eq!(r.status, 0, "{}", r.stderr);
+    let callback = e.fake.consent(r.json()["authorize_url"].as_str().unwrap()).await.unwrap();
+    let r = e.raw(&["complete".into(), "--json".into(), "--callback-url".into(), callback.to_string()], &env).await;
+    assert_eq!(r.status, 0, "{}", r.stderr);
+    assert_eq!(e.fake.requests(hubspot_connect::testing::Endpoint::TokenV1), 1, "HUBSPOT_OAUTH_VERSION=v1 was used");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn error_paths() {
+    let e = Env::new().await;
+    assert_error(&e.run(&["status", "hc_nope", "--json"]).await, "CONNECTION_NOT_FOUND");
+    let plain = e.run(&["status", "hc_nope"]).await;
+    assert_error(&plain, "CONNECTION_NOT_FOUND");
+    assert!(plain.stdout.is_empty(), "without --json nothing on stdout");
+
+    // A replayed callback.
+    let r = e.run(&["connect", "--tenant", "acme", "--json"]).await;
+    let callback = e.fake.consent(r.json()["authorize_url"].as_str().unwrap()).await.unwrap();
+    assert_eq!(e.run(&["complete", "--callback-url", callback.as_str(), "--json"]).await.status, 0);
+    assert_error(&e.run(&["complete", "--callback-url", callback.as_str(), "--json"]).await, "INVALID_STATE");
+
+    // Plain http:// to a public host, missing credentials, bad store, bad keys.
+    let r = e
+        .raw(
+            &[
+                "--api-base",
+                "http://api.example.com",
+                "--client-id",
+                "x",
+                "--client-secret",
+                "y",
+                "connect",
+                "--tenant",
+                "t",
+                "--json",
+            ]
+            .map(str::to_owned),
+            &[],
+        )
+        .await;
+    assert_error(&r, "INVALID_CONFIG");
+    let r = e
+        .raw(&["--store".into(), e.store_url(), "connect".into(), "--tenant".into(), "t".into(), "--json".into()], &[])
+        .await;
+    assert_error(&r, "INVALID_CONFIG");
+    assert!(r.stderr.contains("client id"));
+    assert_error(&e.raw(&["--store", "ftp://x", "list", "--json"].map(str::to_owned), &[]).await, "INVALID_CONFIG");
+    assert_error(&e.run(&["--encryption-keys", "k1:notbase64", "list", "--json"]).await, "INVALID_CONFIG");
+    assert_error(&e.run(&["list", "--status", "sleeping", "--json"]).await, "INVALID_CONFIG");
+    // A usage error is clap's: exit status 2.
+    assert_eq!(e.run(&["frobnicate"]).await.status, 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn encrypted_store_from_the_command_line() {
+    let e = Env::new().await;
+    let key = hubspot_connect::store::EncryptionKey::generate("k1").unwrap().to_config();
+    let r = e.run(&["--encryption-keys", &key, "connect", "--tenant", "acme", "--json"]).await;
+    let callback = e.fake.consent(r.json()["authorize_url"].as_str().unwrap()).await.unwrap();
+    let c = e.run(&["--encryption-keys", &key, "complete", "--callback-url", callback.as_str(), "--json"]).await.json();
+    let id = c["id"].as_str().unwrap();
+    let raw = e.stored_refresh_token(id).await;
+    assert!(raw.starts_with("enc:v1:k1:"), "stored encrypted");
+    let t = e.run(&["--encryption-keys", &key, "token", id, "--json"]).await.json();
+    assert!(!t["access_token"].as_str().unwrap().starts_with("enc:"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn demo_runs_the_whole_story() {
+    let e = Env::new().await;
+    let r = e.raw(&["demo".into(), "--json".into()], &[]).await;
+    assert_eq!(r.status, 0, "{}", r.stderr);
+    let j = r.json();
+    assert_eq!(j["demo"], "ok");
+    assert!(r.stdout.contains("AUTH_SCOPE_DENIED"));
+}
