@@ -2,10 +2,12 @@
 //! against every backend by the `conformance!` macro. A new backend is one more line at the bottom:
 //!
 //! ```text
-//! conformance!(postgres, async { Fresh::new(PgStore::connect(&url).await.unwrap()) });
+//! conformance!(mystore, async { Fresh::new(MyStore::connect(&url).await.unwrap()) });
 //! ```
 //!
-//! A backend that needs cleaning up after a test passes it with [`Fresh::with_cleanup`]. Cases that only make sense
+//! A backend that needs cleaning up after a test passes it with [`Fresh::with_cleanup`]; one whose server is not
+//! configured (`HUBCONNECT_TEST_POSTGRES_URL`, `HUBCONNECT_TEST_REDIS_URL` unset) gives [`Fresh::skipped`], and its
+//! tests print `SKIPPED` and pass: `.ci/run` sets both variables, so CI always runs them. Cases that only make sense
 //! for one backend (SQLite files shared by two stores, prefixes) live in their own module further down.
 #![allow(clippy::unwrap_used)]
 
@@ -22,14 +24,21 @@ use hubspot_connect::{
 
 /// A fresh, empty store for one test, and what to do when the test is done.
 struct Fresh {
-    store: Arc<dyn TokenStore>,
+    store: Option<Arc<dyn TokenStore>>,
     cleanup: Option<Pin<Box<dyn Future<Output = ()> + Send>>>,
 }
 
 impl Fresh {
     /// A store that needs no cleaning up.
     fn new(store: impl TokenStore) -> Self {
-        Self { store: Arc::new(store), cleanup: None }
+        Self { store: Some(Arc::new(store)), cleanup: None }
+    }
+
+    /// No store: the backend's server is not configured. Says so loudly.
+    #[allow(dead_code)]
+    fn skipped(why: &str) -> Self {
+        eprintln!("SKIPPED: {why}");
+        Self { store: None, cleanup: None }
     }
 
     /// Runs `cleanup` after a passing test. (After a failing one it is dropped unrun: make dropping it clean up too.)
@@ -79,7 +88,8 @@ macro_rules! conformance {
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn $case() {
                 let fresh: Fresh = $make.await;
-                super::cases::$case(fresh.store.clone()).await;
+                let Some(store) = fresh.store.clone() else { return };
+                super::cases::$case(store).await;
                 fresh.finish().await;
             }
         )*
@@ -97,6 +107,27 @@ conformance!(sqlite, sqlite_only::temp_store());
 #[cfg(feature = "sqlite")]
 conformance!(sqlite_in_memory, async {
     Fresh::new(hubspot_connect::store::SqliteStore::open("sqlite::memory:").await.unwrap())
+});
+
+#[cfg(feature = "postgres")]
+conformance!(postgres, server_only::postgres());
+#[cfg(feature = "postgres")]
+conformance!(encrypted_postgres, async {
+    use hubspot_connect::store::{EncryptedStore, EncryptionKey, KeyRing};
+    let mut fresh = server_only::postgres().await;
+    let keys = KeyRing::new(vec![EncryptionKey::generate("k1").unwrap()]).unwrap();
+    fresh.store = fresh.store.map(|s| Arc::new(EncryptedStore::new(s, keys)) as Arc<dyn TokenStore>);
+    fresh
+});
+#[cfg(feature = "redis")]
+conformance!(redis, server_only::redis());
+#[cfg(feature = "redis")]
+conformance!(encrypted_redis, async {
+    use hubspot_connect::store::{EncryptedStore, EncryptionKey, KeyRing};
+    let mut fresh = server_only::redis().await;
+    let keys = KeyRing::new(vec![EncryptionKey::generate("k1").unwrap()]).unwrap();
+    fresh.store = fresh.store.map(|s| Arc::new(EncryptedStore::new(s, keys)) as Arc<dyn TokenStore>);
+    fresh
 });
 
 /// 2026-01-01T00:00:00Z plus `ms` milliseconds: times every backend stores exactly.
@@ -909,7 +940,7 @@ mod sqlite_only {
     #[tokio::test]
     async fn put_pending_purges_what_expired_more_than_a_day_earlier() {
         let fresh = temp_store().await;
-        let store = fresh.store.clone();
+        let store = fresh.store.clone().unwrap();
         let day = 86_400_000;
         let mut ancient = pending("ancient", false);
         ancient.expires_at = at(1_000);
@@ -938,5 +969,278 @@ mod sqlite_only {
         let debug = format!("{store:?}");
         assert!(debug.contains("hubconnect"), "{debug}");
         assert!(!debug.contains("at-hc_a") && !debug.contains("rt-hc_a"), "{debug}");
+    }
+}
+
+/// PostgreSQL and Redis: a fresh store per test under a random prefix (tables or keys removed afterwards), and what
+/// only these backends have (prefixes shared by two instances, migrations racing, corrupt records, URLs).
+#[cfg(any(feature = "postgres", feature = "redis"))]
+#[allow(dead_code)]
+mod server_only {
+    use super::*;
+
+    const POSTGRES_URL: &str = "HUBCONNECT_TEST_POSTGRES_URL";
+    const REDIS_URL: &str = "HUBCONNECT_TEST_REDIS_URL";
+
+    /// A prefix no other test (or earlier run) uses.
+    pub(super) fn random_prefix() -> String {
+        format!("t{}", ConnectionId::random().as_str().replace(|c: char| !c.is_ascii_alphanumeric(), ""))
+            .chars()
+            .take(24)
+            .collect()
+    }
+
+    #[cfg(feature = "postgres")]
+    pub(super) fn postgres_url() -> Option<String> {
+        let url = std::env::var(POSTGRES_URL).ok().filter(|u| !u.trim().is_empty());
+        if url.is_none() {
+            eprintln!("SKIPPED: {POSTGRES_URL} is not set; PostgreSQL store test not run");
+        }
+        url
+    }
+
+    #[cfg(feature = "redis")]
+    pub(super) fn redis_url() -> Option<String> {
+        let url = std::env::var(REDIS_URL).ok().filter(|u| !u.trim().is_empty());
+        if url.is_none() {
+            eprintln!("SKIPPED: {REDIS_URL} is not set; Redis store test not run");
+        }
+        url
+    }
+
+    #[cfg(feature = "postgres")]
+    pub(super) async fn drop_tables(store: &hubspot_connect::store::PostgresStore) {
+        for table in ["connections", "pending", "leases", "schema"] {
+            let sql = format!("DROP TABLE IF EXISTS \"{}_{table}\"", store.prefix());
+            sqlx::query(&sql).execute(store.pool()).await.unwrap();
+        }
+    }
+
+    #[cfg(feature = "postgres")]
+    pub(super) async fn postgres() -> Fresh {
+        use hubspot_connect::store::PostgresStore;
+        let Some(url) = postgres_url() else { return Fresh::skipped("PostgreSQL is not configured") };
+        let store = PostgresStore::connect_with_prefix(&url, &random_prefix()).await.unwrap();
+        let cleaner = store.clone();
+        Fresh::new(store).with_cleanup(async move {
+            drop_tables(&cleaner).await;
+            cleaner.close().await;
+        })
+    }
+
+    #[cfg(feature = "redis")]
+    pub(super) async fn redis() -> Fresh {
+        use hubspot_connect::store::RedisStore;
+        let Some(url) = redis_url() else { return Fresh::skipped("Redis is not configured") };
+        let store = RedisStore::connect_with_prefix(&url, &random_prefix()).await.unwrap();
+        let cleaner = store.clone();
+        Fresh::new(store).with_cleanup(async move {
+            cleaner.clear().await.unwrap();
+        })
+    }
+
+    #[cfg(feature = "postgres")]
+    mod postgres {
+        use hubspot_connect::store::{ConnectionStore, LeaseStore, PendingStore, PostgresStore};
+
+        use super::*;
+
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn two_instances_share_one_prefix_and_not_another() {
+            let Some(url) = postgres_url() else { return };
+            let prefix = random_prefix();
+            let (a, b) = tokio::join!(
+                PostgresStore::connect_with_prefix(&url, &prefix),
+                PostgresStore::connect_with_prefix(&url, &prefix)
+            );
+            let (a, b) = (a.unwrap(), b.unwrap());
+            let other = PostgresStore::connect_with_prefix(&url, &random_prefix()).await.unwrap();
+
+            let c = connection("hc_a", "acme", 1);
+            assert_eq!(a.insert(&c, InsertRules::default()).await.unwrap(), Inserted::Created);
+            assert_eq!(b.get(&c.id).await.unwrap().unwrap().version, 1, "one prefix: one store");
+            assert!(other.get(&c.id).await.unwrap().is_none(), "another prefix: another store");
+            assert_eq!(
+                b.insert(&connection("hc_b", "globex", 1), InsertRules::default()).await.unwrap(),
+                Inserted::PortalTaken { tenant: "acme".into() }
+            );
+            let next = b.get(&c.id).await.unwrap().unwrap().next_version(at(5));
+            assert!(b.compare_and_swap(&next).await.unwrap());
+            assert!(!a.compare_and_swap(&next).await.unwrap(), "a stale writer in another instance loses");
+            assert!(a.try_lease("k", "a", Duration::from_secs(30), at(0)).await.unwrap());
+            assert!(!b.try_lease("k", "b", Duration::from_secs(30), at(1)).await.unwrap());
+
+            // Connecting again finds the schema up to date.
+            let again = PostgresStore::connect_with_prefix(&url, &prefix).await.unwrap();
+            let version: i64 = sqlx::query_scalar(&format!("SELECT version FROM \"{prefix}_schema\" WHERE id = 1"))
+                .fetch_one(again.pool())
+                .await
+                .unwrap();
+            assert_eq!(version, PostgresStore::SCHEMA_VERSION);
+            drop_tables(&a).await;
+            drop_tables(&other).await;
+        }
+
+        #[tokio::test]
+        async fn corrupt_rows_are_errors_naming_the_column_not_the_value() {
+            let Some(url) = postgres_url() else { return };
+            let store = PostgresStore::connect_with_prefix(&url, &random_prefix()).await.unwrap();
+            let c = connection("hc_a", "acme", 1);
+            store.insert(&c, InsertRules::default()).await.unwrap();
+            let table = format!("\"{}_connections\"", store.prefix());
+            sqlx::query(&format!("UPDATE {table} SET status = 'CANARY-status'")).execute(store.pool()).await.unwrap();
+            let err = store.get(&c.id).await.unwrap_err();
+            assert_eq!(err.code(), ErrorCode::StoreUnavailable);
+            assert!(err.message().contains("status"), "{err}");
+            sqlx::query(&format!("UPDATE {table} SET status = '{}', scopes = 'CANARY-not-json'", c.status.as_str()))
+                .execute(store.pool())
+                .await
+                .unwrap();
+            let err = store.list(&ConnectionFilter::all()).await.unwrap_err();
+            assert!(err.message().contains("scopes"), "{err}");
+            assert!(!format!("{err} {err:?}").contains("CANARY-not-json"));
+
+            store.put_pending(pending("p", true)).await.unwrap();
+            let pending_table = format!("\"{}_pending\"", store.prefix());
+            sqlx::query(&format!("UPDATE {pending_table} SET required_scopes = 'CANARY-nope'"))
+                .execute(store.pool())
+                .await
+                .unwrap();
+            let err = store.take_pending(&PendingAuthorization::hash_state("p")).await.unwrap_err();
+            assert_eq!(err.code(), ErrorCode::StoreUnavailable);
+            assert!(err.message().contains("required_scopes"), "{err}");
+            assert!(!format!("{err} {err:?}").contains("CANARY"));
+            drop_tables(&store).await;
+        }
+
+        #[tokio::test]
+        async fn urls_and_prefixes_are_checked_and_never_echoed() {
+            let Some(_) = postgres_url() else { return };
+            let err =
+                PostgresStore::connect("postgres://u:CANARY-pw@localhost/db?sslmode=sometimes").await.unwrap_err();
+            assert_eq!(err.code(), ErrorCode::InvalidConfig);
+            assert!(!format!("{err} {err:?}").contains("CANARY"));
+            let err = PostgresStore::connect_with_prefix("postgres://u@127.0.0.1/db", "bad-prefix").await.unwrap_err();
+            assert_eq!(err.code(), ErrorCode::InvalidConfig);
+            // Nothing listens on port 1: unavailable, retryable, no password in the error.
+            let err = PostgresStore::connect("postgres://u:CANARY-pw@127.0.0.1:1/db").await.unwrap_err();
+            assert_eq!(err.code(), ErrorCode::StoreUnavailable);
+            assert!(!format!("{err} {err:?}").contains("CANARY"));
+        }
+
+        #[tokio::test]
+        async fn debug_shows_no_url() {
+            let Some(url) = postgres_url() else { return };
+            let store = PostgresStore::connect_with_prefix(&url, &random_prefix()).await.unwrap();
+            let shown = format!("{store:?}");
+            assert!(shown.contains(store.prefix()), "{shown}");
+            assert!(!shown.contains("postgres://"), "{shown}");
+            drop_tables(&store).await;
+        }
+    }
+
+    #[cfg(feature = "redis")]
+    mod redis {
+        use ::redis::AsyncCommands;
+        use hubspot_connect::store::{ConnectionStore, LeaseStore, PendingStore, RedisStore};
+
+        use super::*;
+
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn two_instances_share_one_prefix_and_not_another() {
+            let Some(url) = redis_url() else { return };
+            let prefix = random_prefix();
+            let a = RedisStore::connect_with_prefix(&url, &prefix).await.unwrap();
+            let b = RedisStore::connect_with_prefix(&url, &prefix).await.unwrap();
+            let other = RedisStore::connect_with_prefix(&url, &random_prefix()).await.unwrap();
+
+            let c = connection("hc_a", "acme", 1);
+            assert_eq!(a.insert(&c, InsertRules::default()).await.unwrap(), Inserted::Created);
+            assert_eq!(b.get(&c.id).await.unwrap().unwrap().version, 1);
+            assert!(other.get(&c.id).await.unwrap().is_none());
+            assert_eq!(
+                b.insert(&connection("hc_b", "globex", 1), InsertRules::default()).await.unwrap(),
+                Inserted::PortalTaken { tenant: "acme".into() }
+            );
+            let next = b.get(&c.id).await.unwrap().unwrap().next_version(at(5));
+            assert!(b.compare_and_swap(&next).await.unwrap());
+            assert!(!a.compare_and_swap(&next).await.unwrap());
+            assert!(a.try_lease("k", "a", Duration::from_secs(30), at(0)).await.unwrap());
+            assert!(!b.try_lease("k", "b", Duration::from_secs(30), at(1)).await.unwrap());
+            assert!(b.try_lease("k", "b", Duration::from_secs(30), at(30_001)).await.unwrap(), "expired");
+
+            // Deleting removes every index entry: the portal is free again, and clear() leaves no key behind.
+            assert!(a.delete(&c.id).await.unwrap());
+            assert_eq!(
+                b.insert(&connection("hc_b", "globex", 1), InsertRules::default()).await.unwrap(),
+                Inserted::Created
+            );
+            assert!(a.clear().await.unwrap() > 0);
+            let mut conn = a.connection().clone();
+            let left: Vec<String> = conn.keys(format!("{{{prefix}}}:*")).await.unwrap();
+            assert!(left.is_empty(), "{left:?}");
+            other.clear().await.unwrap();
+        }
+
+        #[tokio::test]
+        async fn keys_expire_pending_after_a_grace_day_and_leases_after_a_minute() {
+            let Some(url) = redis_url() else { return };
+            let prefix = random_prefix();
+            let store = RedisStore::connect_with_prefix(&url, &prefix).await.unwrap();
+            let mut conn = store.connection().clone();
+            let p = pending("p", false);
+            let life = p.expires_at.duration_since(p.created_at).unwrap();
+            let key = format!("{{{prefix}}}:s:{}", p.state_hash);
+            store.put_pending(p).await.unwrap();
+            let ttl: i64 = conn.pttl(key).await.unwrap();
+            let expected = (life + Duration::from_secs(86_400)).as_millis() as i64;
+            assert!(ttl > expected - 60_000 && ttl <= expected, "{ttl} vs {expected}");
+            store.try_lease("k", "a", Duration::from_secs(30), at(0)).await.unwrap();
+            let ttl: i64 = conn.pttl(format!("{{{prefix}}}:l:k")).await.unwrap();
+            assert!(ttl > 80_000 && ttl <= 90_000, "{ttl}");
+            store.clear().await.unwrap();
+        }
+
+        #[tokio::test]
+        async fn corrupt_records_are_errors_without_their_text() {
+            let Some(url) = redis_url() else { return };
+            let prefix = random_prefix();
+            let store = RedisStore::connect_with_prefix(&url, &prefix).await.unwrap();
+            let c = connection("hc_a", "acme", 1);
+            store.insert(&c, InsertRules::default()).await.unwrap();
+            let mut conn = store.connection().clone();
+            let key = format!("{{{prefix}}}:c:hc_a");
+            let () = conn.hset(&key, "d", r#"{"access_token":"CANARY-broken"#).await.unwrap();
+            let err = store.get(&c.id).await.unwrap_err();
+            assert_eq!(err.code(), ErrorCode::StoreUnavailable);
+            assert!(!format!("{err} {err:?}").contains("CANARY"));
+            assert_eq!(store.list(&ConnectionFilter::all()).await.unwrap_err().code(), ErrorCode::StoreUnavailable);
+            let () = conn.hset(&key, "v", "not-a-number").await.unwrap();
+            assert_eq!(store.get(&c.id).await.unwrap_err().code(), ErrorCode::StoreUnavailable);
+            // A key of the wrong type is an error too, not a panic.
+            let () = conn.set(format!("{{{prefix}}}:s:x"), "garbage").await.unwrap();
+            assert_eq!(store.take_pending("x").await.unwrap_err().code(), ErrorCode::StoreUnavailable);
+            let () = conn.set(format!("{{{prefix}}}:l:k"), "garbage").await.unwrap();
+            assert_eq!(
+                store.try_lease("k", "a", Duration::from_secs(1), at(0)).await.unwrap_err().code(),
+                ErrorCode::StoreUnavailable
+            );
+            store.clear().await.unwrap();
+        }
+
+        #[tokio::test]
+        async fn urls_and_prefixes_are_checked_and_never_echoed() {
+            let Some(_) = redis_url() else { return };
+            let err = RedisStore::connect("nosuch://u:CANARY-pw@localhost").await.unwrap_err();
+            assert_eq!(err.code(), ErrorCode::InvalidConfig);
+            assert!(!format!("{err} {err:?}").contains("CANARY"));
+            let err = RedisStore::connect_with_prefix("redis://127.0.0.1:6379", "a:b").await.unwrap_err();
+            assert_eq!(err.code(), ErrorCode::InvalidConfig);
+            let err = RedisStore::connect("redis://:CANARY-pw@127.0.0.1:1").await.unwrap_err();
+            assert_eq!(err.code(), ErrorCode::StoreUnavailable);
+            assert!(!format!("{err} {err:?}").contains("CANARY"));
+            let store = RedisStore::connect_with_prefix("redis://127.0.0.1:6379", "dbg").await.unwrap();
+            assert!(!format!("{store:?}").contains("redis://"));
+        }
     }
 }

@@ -4,17 +4,17 @@
 
 use std::fmt;
 use std::str::FromStr;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
-use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use sqlx::postgres::{PgArguments, PgConnectOptions, PgPool, PgPoolOptions, PgRow, Postgres};
 use sqlx::{Executor, Row};
 
+use super::codec::{StoredLastError, encode_json, from_i64, from_ms, parse_kind, to_i64, to_ms, validate_prefix};
 use super::{ConnectionFilter, ConnectionStore, InsertRules, Inserted, LeaseStore, PendingStore, store_error};
 use crate::clock::saturating_add;
-use crate::connection::{Connection, ConnectionId, ConnectionStatus, CredentialKind, LastError, PendingAuthorization};
+use crate::connection::{Connection, ConnectionId, ConnectionStatus, PendingAuthorization};
 use crate::connector::AccountType;
 use crate::error::{Error, ErrorCode, Result};
 use crate::scope::Scope;
@@ -25,6 +25,10 @@ type Query<'q> = sqlx::query::Query<'q, Postgres, PgArguments>;
 /// How long an insert waits for another instance's insert of the same portal or tenant before giving up (the
 /// counterpart of the SQLite store's busy timeout).
 const LOCK_TIMEOUT: &str = "SET LOCAL lock_timeout = '5s'";
+
+/// How long a call waits for a pooled connection (or for the server to accept a new one) before failing with
+/// [`ErrorCode::StoreUnavailable`].
+const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Connections, pending authorizations and leases in PostgreSQL (feature `postgres`).
 ///
@@ -125,7 +129,8 @@ impl PostgresStore {
     /// Connects to the database at `url` (`postgres://user:password@host:5432/database?sslmode=…`, any form sqlx's
     /// `PgConnectOptions` parses) with the default table prefix and brings the schema up to date.
     ///
-    /// The pool is sqlx's default (up to 10 connections); for other settings build a pool yourself and use
+    /// The pool is sqlx's default (up to 10 connections), except that a call waits at most 5 seconds for a
+    /// connection; for other settings build a pool yourself and use
     /// [`PostgresStore::from_pool`]. The URL is never logged nor put in an error.
     ///
     /// # Errors
@@ -142,9 +147,10 @@ impl PostgresStore {
     /// [`ErrorCode::InvalidConfig`] unless `prefix` is 1 to 32 ASCII letters, digits or underscores; otherwise as
     /// [`PostgresStore::connect`].
     pub async fn connect_with_prefix(url: &str, prefix: &str) -> Result<Self> {
-        validate_prefix(prefix)?;
+        validate_prefix("PostgreSQL table", prefix)?;
         let options = connect_options(url)?;
         let pool = PgPoolOptions::new()
+            .acquire_timeout(ACQUIRE_TIMEOUT)
             .connect_with(options)
             .await
             .map_err(|e| store_error("connecting to PostgreSQL", e))?;
@@ -157,7 +163,7 @@ impl PostgresStore {
     /// [`ErrorCode::InvalidConfig`] for an invalid prefix (see [`PostgresStore::connect_with_prefix`]),
     /// [`ErrorCode::StoreUnavailable`] when the schema cannot be created or is newer than this crate knows.
     pub async fn from_pool(pool: PgPool, prefix: &str) -> Result<Self> {
-        validate_prefix(prefix)?;
+        validate_prefix("PostgreSQL table", prefix)?;
         migrate(&pool, prefix).await?;
         Ok(Self { pool, prefix: prefix.to_owned(), sql: std::sync::Arc::new(Sql::new(prefix)) })
     }
@@ -179,18 +185,6 @@ impl PostgresStore {
     }
 }
 
-/// `[A-Za-z0-9_]{1,32}`: safe to splice into a quoted SQL identifier (and short enough for PostgreSQL's 63-byte
-/// identifiers with every suffix).
-fn validate_prefix(prefix: &str) -> Result<()> {
-    if (1..=32).contains(&prefix.len()) && prefix.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
-        return Ok(());
-    }
-    Err(Error::new(
-        ErrorCode::InvalidConfig,
-        format!("invalid PostgreSQL table prefix {prefix:?}: use 1 to 32 ASCII letters, digits or underscores"),
-    ))
-}
-
 /// Parses a URL into connect options, naming the application `hubspot-connect` unless the URL (or `PGAPPNAME`)
 /// names it. The error never holds the URL.
 fn connect_options(url: &str) -> Result<PgConnectOptions> {
@@ -198,8 +192,9 @@ fn connect_options(url: &str) -> Result<PgConnectOptions> {
     if trimmed.is_empty() {
         return Err(Error::new(ErrorCode::InvalidConfig, "empty PostgreSQL URL for the token store"));
     }
-    let options = PgConnectOptions::from_str(trimmed)
-        .map_err(|e| Error::new(ErrorCode::InvalidConfig, "invalid PostgreSQL URL for the token store").with_source(e))?;
+    let options = PgConnectOptions::from_str(trimmed).map_err(|e| {
+        Error::new(ErrorCode::InvalidConfig, "invalid PostgreSQL URL for the token store").with_source(e)
+    })?;
     Ok(if options.get_application_name().is_none() { options.application_name("hubspot-connect") } else { options })
 }
 
@@ -290,9 +285,8 @@ async fn migrate(pool: &PgPool, prefix: &str) -> Result<()> {
         .await
         .map_err(fail)?;
     if !exists {
-        let create = format!(
-            "CREATE TABLE {schema_table} (id INTEGER PRIMARY KEY CHECK (id = 1), version BIGINT NOT NULL)"
-        );
+        let create =
+            format!("CREATE TABLE {schema_table} (id INTEGER PRIMARY KEY CHECK (id = 1), version BIGINT NOT NULL)");
         tx.execute(create.as_str()).await.map_err(fail)?;
     }
     let current: Option<i64> = sqlx::query_scalar(&format!("SELECT version FROM {schema_table} WHERE id = 1"))
@@ -408,56 +402,11 @@ impl Sql {
     }
 }
 
-/// Unix milliseconds, rounded down (negative before 1970), saturating far out.
-fn to_ms(time: SystemTime) -> i64 {
-    match time.duration_since(UNIX_EPOCH) {
-        Ok(after) => i64::try_from(after.as_millis()).unwrap_or(i64::MAX),
-        Err(before) => {
-            let before = before.duration();
-            let ms = before.as_millis() + u128::from(before.subsec_nanos() % 1_000_000 != 0);
-            i64::try_from(ms).map(|ms| -ms).unwrap_or(i64::MIN)
-        }
-    }
-}
-
-fn from_ms(ms: i64) -> Option<SystemTime> {
-    let span = Duration::from_millis(ms.unsigned_abs());
-    if ms >= 0 { UNIX_EPOCH.checked_add(span) } else { UNIX_EPOCH.checked_sub(span) }
-}
-
-/// A `u64` as PostgreSQL's signed `BIGINT`, bit for bit (so every value round-trips and equality holds).
-fn to_i64(value: u64) -> i64 {
-    i64::from_ne_bytes(value.to_ne_bytes())
-}
-
-fn from_i64(value: i64) -> u64 {
-    u64::from_ne_bytes(value.to_ne_bytes())
-}
-
-fn parse_kind(name: &str) -> Option<CredentialKind> {
-    [CredentialKind::OAuth, CredentialKind::PrivateApp].into_iter().find(|k| k.as_str() == name)
-}
-
-/// [`LastError`] as stored: its time in Unix milliseconds like every other time here.
-#[derive(Serialize, Deserialize)]
-struct StoredLastError {
-    code: ErrorCode,
-    message: String,
-    at_ms: i64,
-}
-
-fn encode_json(what: &str, value: &impl Serialize) -> Result<String> {
-    serde_json::to_string(value).map_err(|e| store_error(what, e))
-}
-
 /// Binds every column of `c` as `$1` (id) to `$20` (version).
 fn bind_connection<'q>(query: Query<'q>, c: &'q Connection, version: u64) -> Result<Query<'q>> {
     let scopes = encode_json("encoding a connection's scopes", &c.scopes)?;
     let last_error = match &c.last_error {
-        Some(e) => Some(encode_json(
-            "encoding a connection's last error",
-            &StoredLastError { code: e.code, message: e.message.clone(), at_ms: to_ms(e.at) },
-        )?),
+        Some(e) => Some(encode_json("encoding a connection's last error", &StoredLastError::new(e))?),
         None => None,
     };
     Ok(query
@@ -537,8 +486,7 @@ fn decode_connection(row: &PgRow) -> Result<Connection> {
         Some(text) => {
             let stored: StoredLastError =
                 serde_json::from_str(&text).map_err(|e| r.corrupt("last_error", "invalid JSON").with_source(e))?;
-            let at = from_ms(stored.at_ms).ok_or_else(|| r.corrupt("last_error", "time out of range"))?;
-            Some(LastError { code: stored.code, message: stored.message, at })
+            Some(stored.into_last_error().ok_or_else(|| r.corrupt("last_error", "time out of range"))?)
         }
         None => None,
     };
@@ -814,36 +762,6 @@ impl LeaseStore for PostgresStore {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn prefixes() {
-        for ok in ["a", "hubconnect", "App_2", "_", &"x".repeat(32)] {
-            assert!(validate_prefix(ok).is_ok(), "{ok}");
-        }
-        for bad in ["", "a-b", "a b", "a\"b", "é", &"x".repeat(33)] {
-            assert_eq!(validate_prefix(bad).map_err(|e| e.code()), Err(ErrorCode::InvalidConfig), "{bad}");
-        }
-        // The longest prefix with the longest suffix fits PostgreSQL's 63-byte identifiers.
-        assert!(format!("{}_connections_tenant", "x".repeat(32)).len() <= 63);
-    }
-
-    #[test]
-    fn millis_round_trip() {
-        for ms in [0, 1, 1_767_225_600_123, -1, -1_000_001, 253_402_300_799_000] {
-            let time = from_ms(ms).map(to_ms);
-            assert_eq!(time, Some(ms));
-        }
-        let early = UNIX_EPOCH - Duration::from_nanos(1_500_000);
-        assert_eq!(to_ms(early), -2);
-        assert_eq!(to_ms(UNIX_EPOCH + Duration::from_nanos(1_999_999)), 1);
-    }
-
-    #[test]
-    fn u64_round_trips() {
-        for v in [0, 1, u64::from(u32::MAX), i64::MAX as u64, u64::MAX] {
-            assert_eq!(from_i64(to_i64(v)), v);
-        }
-    }
 
     #[test]
     fn lock_keys_are_stable_and_distinct() {

@@ -3,19 +3,19 @@
 
 use std::fmt;
 use std::str::FromStr;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
-use serde::{Deserialize, Serialize};
 use sqlx::sqlite::{
     Sqlite, SqliteArguments, SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
     SqliteSynchronous,
 };
 use sqlx::{Executor, Row};
 
+use super::codec::{StoredLastError, encode_json, from_i64, from_ms, parse_kind, to_i64, to_ms, validate_prefix};
 use super::{ConnectionFilter, ConnectionStore, InsertRules, Inserted, LeaseStore, PendingStore, store_error};
 use crate::clock::saturating_add;
-use crate::connection::{Connection, ConnectionId, ConnectionStatus, CredentialKind, LastError, PendingAuthorization};
+use crate::connection::{Connection, ConnectionId, ConnectionStatus, PendingAuthorization};
 use crate::connector::AccountType;
 use crate::error::{Error, ErrorCode, Result};
 use crate::scope::Scope;
@@ -117,7 +117,7 @@ impl SqliteStore {
     /// [`ErrorCode::InvalidConfig`] unless `prefix` is 1 to 32 ASCII letters, digits or underscores; otherwise as
     /// [`SqliteStore::open`].
     pub async fn open_with_prefix(url_or_path: &str, prefix: &str) -> Result<Self> {
-        validate_prefix(prefix)?;
+        validate_prefix("SQLite table", prefix)?;
         let (options, in_memory) = connect_options(url_or_path)?;
         let pool_options = if in_memory {
             // Every connection to `sqlite::memory:` would see its own database, and the database goes away with its
@@ -139,7 +139,7 @@ impl SqliteStore {
     /// [`ErrorCode::InvalidConfig`] for an invalid prefix (see [`SqliteStore::open_with_prefix`]),
     /// [`ErrorCode::StoreUnavailable`] when the schema cannot be created or is newer than this crate knows.
     pub async fn from_pool(pool: SqlitePool, prefix: &str) -> Result<Self> {
-        validate_prefix(prefix)?;
+        validate_prefix("SQLite table", prefix)?;
         migrate(&pool, prefix).await?;
         Ok(Self { pool, prefix: prefix.to_owned(), sql: std::sync::Arc::new(Sql::new(prefix)) })
     }
@@ -159,17 +159,6 @@ impl SqliteStore {
     pub async fn close(&self) {
         self.pool.close().await;
     }
-}
-
-/// `[A-Za-z0-9_]{1,32}`: safe to splice into a quoted SQL identifier.
-fn validate_prefix(prefix: &str) -> Result<()> {
-    if (1..=32).contains(&prefix.len()) && prefix.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
-        return Ok(());
-    }
-    Err(Error::new(
-        ErrorCode::InvalidConfig,
-        format!("invalid SQLite table prefix {prefix:?}: use 1 to 32 ASCII letters, digits or underscores"),
-    ))
 }
 
 /// Parses a URL or path into connect options with this store's settings; also says whether it is in memory.
@@ -377,56 +366,11 @@ impl Sql {
     }
 }
 
-/// Unix milliseconds, rounded down (negative before 1970), saturating far out.
-fn to_ms(time: SystemTime) -> i64 {
-    match time.duration_since(UNIX_EPOCH) {
-        Ok(after) => i64::try_from(after.as_millis()).unwrap_or(i64::MAX),
-        Err(before) => {
-            let before = before.duration();
-            let ms = before.as_millis() + u128::from(before.subsec_nanos() % 1_000_000 != 0);
-            i64::try_from(ms).map(|ms| -ms).unwrap_or(i64::MIN)
-        }
-    }
-}
-
-fn from_ms(ms: i64) -> Option<SystemTime> {
-    let span = Duration::from_millis(ms.unsigned_abs());
-    if ms >= 0 { UNIX_EPOCH.checked_add(span) } else { UNIX_EPOCH.checked_sub(span) }
-}
-
-/// A `u64` as SQLite's signed `INTEGER`, bit for bit (so every value round-trips and equality holds).
-fn to_i64(value: u64) -> i64 {
-    i64::from_ne_bytes(value.to_ne_bytes())
-}
-
-fn from_i64(value: i64) -> u64 {
-    u64::from_ne_bytes(value.to_ne_bytes())
-}
-
-fn parse_kind(name: &str) -> Option<CredentialKind> {
-    [CredentialKind::OAuth, CredentialKind::PrivateApp].into_iter().find(|k| k.as_str() == name)
-}
-
-/// [`LastError`] as stored: its time in Unix milliseconds like every other time here.
-#[derive(Serialize, Deserialize)]
-struct StoredLastError {
-    code: ErrorCode,
-    message: String,
-    at_ms: i64,
-}
-
-fn encode_json(what: &str, value: &impl Serialize) -> Result<String> {
-    serde_json::to_string(value).map_err(|e| store_error(what, e))
-}
-
 /// Binds every column of `c` as `?1` (id) to `?20` (version).
 fn bind_connection<'q>(query: Query<'q>, c: &'q Connection, version: u64) -> Result<Query<'q>> {
     let scopes = encode_json("encoding a connection's scopes", &c.scopes)?;
     let last_error = match &c.last_error {
-        Some(e) => Some(encode_json(
-            "encoding a connection's last error",
-            &StoredLastError { code: e.code, message: e.message.clone(), at_ms: to_ms(e.at) },
-        )?),
+        Some(e) => Some(encode_json("encoding a connection's last error", &StoredLastError::new(e))?),
         None => None,
     };
     Ok(query
@@ -506,8 +450,7 @@ fn decode_connection(row: &SqliteRow) -> Result<Connection> {
         Some(text) => {
             let stored: StoredLastError =
                 serde_json::from_str(&text).map_err(|e| r.corrupt("last_error", "invalid JSON").with_source(e))?;
-            let at = from_ms(stored.at_ms).ok_or_else(|| r.corrupt("last_error", "time out of range"))?;
-            Some(LastError { code: stored.code, message: stored.message, at })
+            Some(stored.into_last_error().ok_or_else(|| r.corrupt("last_error", "time out of range"))?)
         }
         None => None,
     };
@@ -758,34 +701,6 @@ impl LeaseStore for SqliteStore {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn prefixes() {
-        for ok in ["a", "hubconnect", "App_2", "_", &"x".repeat(32)] {
-            assert!(validate_prefix(ok).is_ok(), "{ok}");
-        }
-        for bad in ["", "a-b", "a b", "a\"b", "é", &"x".repeat(33)] {
-            assert_eq!(validate_prefix(bad).map_err(|e| e.code()), Err(ErrorCode::InvalidConfig), "{bad}");
-        }
-    }
-
-    #[test]
-    fn millis_round_trip() {
-        for ms in [0, 1, 1_767_225_600_123, -1, -1_000_001, 253_402_300_799_000] {
-            let time = from_ms(ms).map(to_ms);
-            assert_eq!(time, Some(ms));
-        }
-        let early = UNIX_EPOCH - Duration::from_nanos(1_500_000);
-        assert_eq!(to_ms(early), -2);
-        assert_eq!(to_ms(UNIX_EPOCH + Duration::from_nanos(1_999_999)), 1);
-    }
-
-    #[test]
-    fn u64_round_trips() {
-        for v in [0, 1, u64::from(u32::MAX), i64::MAX as u64, u64::MAX] {
-            assert_eq!(from_i64(to_i64(v)), v);
-        }
-    }
 
     #[test]
     fn urls() {

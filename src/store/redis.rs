@@ -1,0 +1,648 @@
+//! The Redis store: connections, pending authorizations and refresh leases in Redis, shared by any number of
+//! processes. What it promises is on [`RedisStore`], which is public at `crate::store::RedisStore` (this module is
+//! private).
+
+use std::fmt;
+use std::time::{Duration, SystemTime};
+
+use ::redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use ::redis::{AsyncCommands, Script};
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+
+use super::codec::{StoredLastError, from_ms, parse_kind, to_ms, validate_prefix};
+use super::{ConnectionFilter, ConnectionStore, InsertRules, Inserted, LeaseStore, PendingStore, store_error};
+use crate::clock::saturating_add;
+use crate::connection::{Connection, ConnectionId, ConnectionStatus, PendingAuthorization};
+use crate::connector::AccountType;
+use crate::error::{Error, ErrorCode, Result};
+use crate::scope::Scope;
+use crate::secret::{AccessToken, PkceVerifier, RefreshToken};
+
+/// How long a pending authorization is kept past its expiry, so a late callback is told "expired" rather than
+/// "unknown state".
+const PENDING_GRACE: Duration = Duration::from_secs(86_400);
+
+/// How long a lease key outlives its own `until` before Redis deletes it (a lease's validity is its stored `until`,
+/// compared with the caller's clock; the key's expiry only cleans up after owners that never released).
+const LEASE_GRACE: Duration = Duration::from_secs(60);
+
+/// Connections, pending authorizations and leases in Redis (feature `redis`).
+///
+/// What it promises:
+///
+/// - **Atomic rules, in Lua.** Every write that must hold across workers is one Lua script, which Redis runs with
+///   nothing else in between: an insert checks "one portal, one tenant" and the portal limit and writes the
+///   connection and its indexes; compare-and-swap compares the stored version and writes; a lease is taken only if
+///   it is free, expired or already the caller's; a lease is released only by its owner. Taking a pending
+///   authorization is one `GETDEL`. Any number of processes with a `RedisStore` on the same Redis (and prefix)
+///   behave like workers sharing one store.
+/// - **Durability: your Redis's.** A call returns `Ok` once Redis applied the write in memory. Whether it survives a
+///   restart depends on the server's persistence: with no persistence (the default of many installs) a restart
+///   loses every connection, so every customer must reconnect; with `appendonly yes` and `appendfsync everysec`,
+///   about a second of writes can be lost; with `appendfsync always`, none. With replicas, a failover can lose what
+///   was not yet replicated (`WAIT` is not used). Run Redis with AOF persistence if it is your only copy of the
+///   tokens; a lost refresh token means a reconnect.
+/// - **Its own keys.** Every key starts with `{prefix}:` (`{hubconnect}:` by default, see
+///   [`RedisStore::connect_with_prefix`]): the braces are a Redis Cluster hash tag, so every key of one store lives
+///   in one slot and the scripts can touch them together. The keys are `…:c:{id}` (a connection: a hash with its
+///   version, tenant, portal and record), `…:t:{tenant}` and `…:p:{portal}` (the indexes the rules use), `…:ids`
+///   (a sorted set of every id, for listing), `…:s:{state hash}` (a pending authorization, expiring a day after the
+///   authorization does) and `…:l:{key}` (a lease, expiring a minute after the lease does).
+/// - **Listing reads the indexes.** [`ConnectionStore::list`] reads the ids from the tenant or portal index when the
+///   filter names one (else from `…:ids`), then the records in one `MULTI`; the other filters apply in memory. It is
+///   meant for dashboards and sweeps over thousands of connections, not millions.
+/// - **No panics on bad data.** A record that cannot be read back (broken JSON, an unknown status) is an
+///   [`ErrorCode::StoreUnavailable`] error naming the key's kind and the field, never the value.
+///
+/// Tokens are stored as plain text: restrict who can reach the server (`requirepass` or ACLs, TLS), or wrap the
+/// store in [`EncryptedStore`](super::EncryptedStore). This crate builds the `redis` client without TLS; for
+/// `rediss://` enable a TLS feature of the `redis` crate in your own `Cargo.toml`.
+///
+/// Times are stored as Unix milliseconds (sub-millisecond parts are dropped).
+///
+/// ```no_run
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> hubspot_connect::Result<()> {
+/// use std::time::{Duration, UNIX_EPOCH};
+/// use hubspot_connect::store::{ConnectionStore, InsertRules, Inserted, LeaseStore, RedisStore};
+/// use hubspot_connect::{AccessToken, Connection, RefreshToken};
+///
+/// let store = RedisStore::connect("redis://127.0.0.1:6379").await?;
+/// let now = UNIX_EPOCH + Duration::from_secs(1_767_225_600);
+/// let connection =
+///     Connection::new("acme", 12345, AccessToken::new("at"), Some(RefreshToken::new("rt")), None, now);
+/// assert_eq!(store.insert(&connection, InsertRules::default()).await?, Inserted::Created);
+///
+/// let next = store.get(&connection.id).await?.expect("just inserted").next_version(now);
+/// assert!(store.compare_and_swap(&next).await?);
+/// assert!(!store.compare_and_swap(&next).await?); // stale now
+///
+/// assert!(store.try_lease("refresh:acme", "worker-1", Duration::from_secs(30), now).await?);
+/// assert!(!store.try_lease("refresh:acme", "worker-2", Duration::from_secs(30), now).await?);
+/// # Ok(())
+/// # }
+/// ```
+///
+/// Cloning is cheap and shares the connection (a multiplexed [`ConnectionManager`] that reconnects by itself).
+/// `Debug` shows the prefix only, never the URL, its password or a token.
+#[derive(Clone)]
+pub struct RedisStore {
+    conn: ConnectionManager,
+    prefix: String,
+    /// `{prefix}:`, the start of every key.
+    base: String,
+}
+
+impl fmt::Debug for RedisStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RedisStore").field("prefix", &self.prefix).finish_non_exhaustive()
+    }
+}
+
+impl RedisStore {
+    /// The key prefix [`RedisStore::connect`] uses.
+    pub const DEFAULT_PREFIX: &'static str = "hubconnect";
+
+    /// Connects to Redis at `url` (`redis://[:password@]host:6379[/db]`, any form the `redis` crate parses) with the
+    /// default prefix. Connecting and every command time out after 5 seconds; a dropped connection is re-established
+    /// by itself. The URL is never logged nor put in an error.
+    ///
+    /// # Errors
+    /// [`ErrorCode::InvalidConfig`] for a malformed URL, [`ErrorCode::StoreUnavailable`] when Redis does not answer.
+    pub async fn connect(url: &str) -> Result<Self> {
+        Self::connect_with_prefix(url, Self::DEFAULT_PREFIX).await
+    }
+
+    /// Like [`RedisStore::connect`], with every key under `{prefix}:`, so several apps (or test runs) share one Redis.
+    ///
+    /// # Errors
+    /// [`ErrorCode::InvalidConfig`] unless `prefix` is 1 to 32 ASCII letters, digits or underscores; otherwise as
+    /// [`RedisStore::connect`].
+    pub async fn connect_with_prefix(url: &str, prefix: &str) -> Result<Self> {
+        validate_prefix("Redis key", prefix)?;
+        let trimmed = url.trim();
+        if trimmed.is_empty() {
+            return Err(Error::new(ErrorCode::InvalidConfig, "empty Redis URL for the token store"));
+        }
+        // The parse error is not attached: its text may quote the URL, password included.
+        let client = ::redis::Client::open(trimmed)
+            .map_err(|_| Error::new(ErrorCode::InvalidConfig, "invalid Redis URL for the token store"))?;
+        let config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(Duration::from_secs(5)))
+            .set_response_timeout(Some(Duration::from_secs(5)))
+            .set_number_of_retries(3);
+        let conn = client
+            .get_connection_manager_with_config(config)
+            .await
+            .map_err(|e| store_error("connecting to Redis", e))?;
+        Self::from_connection(conn, prefix)
+    }
+
+    /// A store over a connection manager you configured yourself, with keys under `{prefix}:`.
+    ///
+    /// # Errors
+    /// [`ErrorCode::InvalidConfig`] for an invalid prefix (see [`RedisStore::connect_with_prefix`]).
+    pub fn from_connection(conn: ConnectionManager, prefix: &str) -> Result<Self> {
+        validate_prefix("Redis key", prefix)?;
+        Ok(Self { conn, prefix: prefix.to_owned(), base: format!("{{{prefix}}}:") })
+    }
+
+    /// The key prefix.
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    /// The connection, to share with the rest of an app or to inspect the keys.
+    pub fn connection(&self) -> &ConnectionManager {
+        &self.conn
+    }
+
+    /// Deletes every key of this store's prefix (every connection, pending authorization and lease), with `SCAN`
+    /// and `UNLINK`; returns how many keys went. For tests and for an app's uninstall, never while workers run.
+    ///
+    /// # Errors
+    /// [`ErrorCode::StoreUnavailable`] when Redis fails.
+    pub async fn clear(&self) -> Result<usize> {
+        let mut conn = self.conn.clone();
+        let pattern = format!("{}*", glob_escape(&self.base));
+        let mut cursor: u64 = 0;
+        let mut removed = 0;
+        loop {
+            let (next, keys): (u64, Vec<Vec<u8>>) = ::redis::cmd("SCAN")
+                .arg(cursor)
+                .arg("MATCH")
+                .arg(&pattern)
+                .arg("COUNT")
+                .arg(500)
+                .query_async(&mut conn)
+                .await
+                .map_err(|e| store_error("listing the store's keys", e))?;
+            if !keys.is_empty() {
+                let n: usize = conn.unlink(&keys).await.map_err(|e| store_error("deleting the store's keys", e))?;
+                removed += n;
+            }
+            if next == 0 {
+                return Ok(removed);
+            }
+            cursor = next;
+        }
+    }
+
+    fn connection_key(&self, id: &str) -> String {
+        format!("{}c:{id}", self.base)
+    }
+
+    fn tenant_key(&self, tenant: &str) -> String {
+        format!("{}t:{tenant}", self.base)
+    }
+
+    fn portal_key(&self, portal_id: u64) -> String {
+        format!("{}p:{portal_id}", self.base)
+    }
+
+    fn ids_key(&self) -> String {
+        format!("{}ids", self.base)
+    }
+
+    fn pending_key(&self, state_hash: &str) -> String {
+        format!("{}s:{state_hash}", self.base)
+    }
+
+    fn lease_key(&self, key: &str) -> String {
+        format!("{}l:{key}", self.base)
+    }
+}
+
+/// `pattern` with the glob characters of `SCAN MATCH` escaped.
+fn glob_escape(pattern: &str) -> String {
+    let mut out = String::with_capacity(pattern.len() + 4);
+    for c in pattern.chars() {
+        if matches!(c, '*' | '?' | '[' | ']' | '\\') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// KEYS: connection, tenant index, portal index, ids. ARGV: id, tenant, portal, record, shared ("1"/"0"), max
+/// portals ("" for none), the connection key prefix.
+const INSERT: &str = r#"
+local same = redis.call('HGET', KEYS[2], ARGV[3])
+if same then
+  local record = redis.call('HMGET', ARGV[7] .. same, 'v', 'd')
+  if record[1] and record[2] then return {'existing', record[1], record[2]} end
+end
+if ARGV[5] ~= '1' then
+  local owners = redis.call('HKEYS', KEYS[3])
+  table.sort(owners)
+  for _, tenant in ipairs(owners) do
+    if tenant ~= ARGV[2] then return {'taken', tenant} end
+  end
+end
+local held = redis.call('HLEN', KEYS[2])
+if ARGV[6] ~= '' and held >= tonumber(ARGV[6]) then return {'limit', tostring(held)} end
+if redis.call('EXISTS', KEYS[1]) == 1 then return {'duplicate'} end
+redis.call('HSET', KEYS[1], 'v', '1', 't', ARGV[2], 'p', ARGV[3], 'd', ARGV[4])
+redis.call('HSET', KEYS[2], ARGV[3], ARGV[1])
+redis.call('HSET', KEYS[3], ARGV[2], ARGV[1])
+redis.call('ZADD', KEYS[4], 0, ARGV[1])
+return {'created'}
+"#;
+
+/// KEYS: connection, the new tenant index, the new portal index. ARGV: expected version, next version, tenant,
+/// portal, record, id, the key base (`{prefix}:`).
+const COMPARE_AND_SWAP: &str = r#"
+local cur = redis.call('HMGET', KEYS[1], 'v', 't', 'p')
+if not cur[1] or cur[1] ~= ARGV[1] then return 0 end
+if cur[2] ~= ARGV[3] or cur[3] ~= ARGV[4] then
+  if cur[2] and cur[3] then
+    redis.call('HDEL', ARGV[7] .. 't:' .. cur[2], cur[3])
+    redis.call('HDEL', ARGV[7] .. 'p:' .. cur[3], cur[2])
+  end
+  redis.call('HSET', KEYS[2], ARGV[4], ARGV[6])
+  redis.call('HSET', KEYS[3], ARGV[3], ARGV[6])
+end
+redis.call('HSET', KEYS[1], 'v', ARGV[2], 't', ARGV[3], 'p', ARGV[4], 'd', ARGV[5])
+return 1
+"#;
+
+/// KEYS: connection, ids. ARGV: id, the key base.
+const DELETE: &str = r#"
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+local cur = redis.call('HMGET', KEYS[1], 't', 'p')
+redis.call('DEL', KEYS[1])
+if cur[1] and cur[2] then
+  local t = ARGV[2] .. 't:' .. cur[1]
+  if redis.call('HGET', t, cur[2]) == ARGV[1] then redis.call('HDEL', t, cur[2]) end
+  local p = ARGV[2] .. 'p:' .. cur[2]
+  if redis.call('HGET', p, cur[1]) == ARGV[1] then redis.call('HDEL', p, cur[1]) end
+end
+redis.call('ZREM', KEYS[2], ARGV[1])
+return 1
+"#;
+
+/// KEYS: lease. ARGV: owner, until (ms), now (ms), key expiry (ms).
+const TRY_LEASE: &str = r#"
+local cur = redis.call('HMGET', KEYS[1], 'o', 'u')
+if cur[1] and cur[1] ~= ARGV[1] then
+  local until_ms = tonumber(cur[2])
+  if until_ms and until_ms > tonumber(ARGV[3]) then return 0 end
+end
+redis.call('HSET', KEYS[1], 'o', ARGV[1], 'u', ARGV[2])
+redis.call('PEXPIRE', KEYS[1], ARGV[4])
+return 1
+"#;
+
+/// KEYS: lease. ARGV: owner.
+const RELEASE_LEASE: &str = r#"
+if redis.call('HGET', KEYS[1], 'o') == ARGV[1] then
+  redis.call('DEL', KEYS[1])
+  return 1
+end
+return 0
+"#;
+
+/// A connection's record (everything but its version, which is a field of its own for the scripts to compare).
+#[derive(Serialize, Deserialize)]
+struct StoredConnection {
+    id: String,
+    tenant: String,
+    portal_id: u64,
+    kind: String,
+    status: String,
+    access_token: String,
+    refresh_token: Option<String>,
+    expires_at_ms: Option<i64>,
+    scopes: Vec<Scope>,
+    installed_by: Option<String>,
+    installed_by_user_id: Option<u64>,
+    hub_domain: Option<String>,
+    account_type: Option<String>,
+    last_error: Option<StoredLastError>,
+    retry_at_ms: Option<i64>,
+    failures: u32,
+    created_at_ms: i64,
+    updated_at_ms: i64,
+    refreshed_at_ms: i64,
+}
+
+#[derive(Serialize, Deserialize)]
+struct StoredPending {
+    state_hash: String,
+    tenant: String,
+    pkce_verifier: String,
+    required_scopes: Vec<Scope>,
+    optional_scopes: Vec<Scope>,
+    portal_id: Option<u64>,
+    return_to: Option<String>,
+    reconnect: Option<String>,
+    created_at_ms: i64,
+    expires_at_ms: i64,
+}
+
+fn corrupt(what: &str, detail: impl fmt::Display) -> Error {
+    Error::new(ErrorCode::StoreUnavailable, format!("a stored {what} cannot be read: {detail}"))
+}
+
+fn encode_connection(c: &Connection) -> Result<String> {
+    let stored = StoredConnection {
+        id: c.id.as_str().to_owned(),
+        tenant: c.tenant.clone(),
+        portal_id: c.portal_id,
+        kind: c.kind.as_str().to_owned(),
+        status: c.status.as_str().to_owned(),
+        access_token: c.access_token.secret().to_owned(),
+        refresh_token: c.refresh_token.as_ref().map(|t| t.secret().to_owned()),
+        expires_at_ms: c.expires_at.map(to_ms),
+        scopes: c.scopes.clone(),
+        installed_by: c.installed_by.clone(),
+        installed_by_user_id: c.installed_by_user_id,
+        hub_domain: c.hub_domain.clone(),
+        account_type: c.account_type.as_ref().map(|a| a.as_str().to_owned()),
+        last_error: c.last_error.as_ref().map(StoredLastError::new),
+        retry_at_ms: c.retry_at.map(to_ms),
+        failures: c.failures,
+        created_at_ms: to_ms(c.created_at),
+        updated_at_ms: to_ms(c.updated_at),
+        refreshed_at_ms: to_ms(c.refreshed_at),
+    };
+    // serde_json's error for this struct never quotes a value.
+    serde_json::to_string(&stored).map_err(|e| store_error("encoding a connection", e))
+}
+
+fn decode_connection(version: &str, record: &str) -> Result<Connection> {
+    const WHAT: &str = "connection";
+    let version: u64 = version.parse().map_err(|_| corrupt(WHAT, "its version is not a number"))?;
+    // The JSON error is not attached: its text can quote part of the record, a token included.
+    let s: StoredConnection = serde_json::from_str(record).map_err(|e| {
+        corrupt(WHAT, format_args!("invalid JSON at line {} column {} ({:?})", e.line(), e.column(), e.classify()))
+    })?;
+    let time = |ms: i64, field: &str| from_ms(ms).ok_or_else(|| corrupt(WHAT, format_args!("{field} out of range")));
+    let id = format!("{:?}", s.id);
+    Ok(Connection {
+        kind: parse_kind(&s.kind).ok_or_else(|| corrupt(WHAT, format_args!("{id}: unknown credential kind")))?,
+        status: ConnectionStatus::parse(&s.status)
+            .ok_or_else(|| corrupt(WHAT, format_args!("{id}: unknown status {:?}", s.status)))?,
+        expires_at: s.expires_at_ms.map(|ms| time(ms, "expires_at")).transpose()?,
+        last_error: match s.last_error {
+            Some(e) => Some(e.into_last_error().ok_or_else(|| corrupt(WHAT, "last_error time out of range"))?),
+            None => None,
+        },
+        retry_at: s.retry_at_ms.map(|ms| time(ms, "retry_at")).transpose()?,
+        created_at: time(s.created_at_ms, "created_at")?,
+        updated_at: time(s.updated_at_ms, "updated_at")?,
+        refreshed_at: time(s.refreshed_at_ms, "refreshed_at")?,
+        id: ConnectionId::new(s.id),
+        tenant: s.tenant,
+        portal_id: s.portal_id,
+        access_token: AccessToken::new(s.access_token),
+        refresh_token: s.refresh_token.map(RefreshToken::new),
+        scopes: s.scopes,
+        installed_by: s.installed_by,
+        installed_by_user_id: s.installed_by_user_id,
+        hub_domain: s.hub_domain,
+        account_type: s.account_type.map(|a| AccountType::parse(&a)),
+        failures: s.failures,
+        version,
+    })
+}
+
+fn encode_pending(p: &PendingAuthorization) -> Result<String> {
+    let stored = StoredPending {
+        state_hash: p.state_hash.clone(),
+        tenant: p.tenant.clone(),
+        pkce_verifier: p.pkce_verifier.secret().to_owned(),
+        required_scopes: p.required_scopes.clone(),
+        optional_scopes: p.optional_scopes.clone(),
+        portal_id: p.portal_id,
+        return_to: p.return_to.clone(),
+        reconnect: p.reconnect.as_ref().map(|r| r.as_str().to_owned()),
+        created_at_ms: to_ms(p.created_at),
+        expires_at_ms: to_ms(p.expires_at),
+    };
+    serde_json::to_string(&stored).map_err(|e| store_error("encoding a pending authorization", e))
+}
+
+fn decode_pending(record: &str) -> Result<PendingAuthorization> {
+    const WHAT: &str = "pending authorization";
+    let s: StoredPending = serde_json::from_str(record).map_err(|e| {
+        corrupt(WHAT, format_args!("invalid JSON at line {} column {} ({:?})", e.line(), e.column(), e.classify()))
+    })?;
+    let time = |ms: i64, field: &str| from_ms(ms).ok_or_else(|| corrupt(WHAT, format_args!("{field} out of range")));
+    Ok(PendingAuthorization {
+        created_at: time(s.created_at_ms, "created_at")?,
+        expires_at: time(s.expires_at_ms, "expires_at")?,
+        state_hash: s.state_hash,
+        tenant: s.tenant,
+        pkce_verifier: PkceVerifier::new(s.pkce_verifier),
+        required_scopes: s.required_scopes,
+        optional_scopes: s.optional_scopes,
+        portal_id: s.portal_id,
+        return_to: s.return_to,
+        reconnect: s.reconnect.map(ConnectionId::new),
+    })
+}
+
+/// Milliseconds for `PEXPIRE`/`PX`: at least 1, saturating.
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX).max(1)
+}
+
+#[async_trait]
+impl ConnectionStore for RedisStore {
+    async fn get(&self, id: &ConnectionId) -> Result<Option<Connection>> {
+        let mut conn = self.conn.clone();
+        let (version, record): (Option<String>, Option<String>) = conn
+            .hmget(self.connection_key(id.as_str()), &["v", "d"])
+            .await
+            .map_err(|e| store_error("reading a connection", e))?;
+        match (version, record) {
+            (Some(v), Some(d)) => decode_connection(&v, &d).map(Some),
+            _ => Ok(None),
+        }
+    }
+
+    async fn insert(&self, connection: &Connection, rules: InsertRules) -> Result<Inserted> {
+        let record = encode_connection(connection)?;
+        let mut conn = self.conn.clone();
+        let reply: Vec<String> = Script::new(INSERT)
+            .key(self.connection_key(connection.id.as_str()))
+            .key(self.tenant_key(&connection.tenant))
+            .key(self.portal_key(connection.portal_id))
+            .key(self.ids_key())
+            .arg(connection.id.as_str())
+            .arg(&connection.tenant)
+            .arg(connection.portal_id.to_string())
+            .arg(record)
+            .arg(if rules.allow_shared_portals { "1" } else { "0" })
+            .arg(rules.max_portals.map(|m| m.to_string()).unwrap_or_default())
+            .arg(format!("{}c:", self.base))
+            .invoke_async(&mut conn)
+            .await
+            .map_err(|e| store_error("inserting a connection", e))?;
+        match reply.as_slice() {
+            [created] if created == "created" => Ok(Inserted::Created),
+            [existing, v, d] if existing == "existing" => Ok(Inserted::Existing(Box::new(decode_connection(v, d)?))),
+            [taken, tenant] if taken == "taken" => Ok(Inserted::PortalTaken { tenant: tenant.clone() }),
+            [limit, held] if limit == "limit" => {
+                Ok(Inserted::LimitReached { held: held.parse().unwrap_or(usize::MAX) })
+            }
+            [duplicate] if duplicate == "duplicate" => Err(Error::new(
+                ErrorCode::StoreUnavailable,
+                format!("a connection with id {:?} is already stored", connection.id.as_str()),
+            )),
+            _ => Err(corrupt("script reply", "the insert script answered in an unknown shape")),
+        }
+    }
+
+    async fn compare_and_swap(&self, next: &Connection) -> Result<bool> {
+        let Some(expected) = next.version.checked_sub(1) else { return Ok(false) };
+        let record = encode_connection(next)?;
+        let mut conn = self.conn.clone();
+        let swapped: i64 = Script::new(COMPARE_AND_SWAP)
+            .key(self.connection_key(next.id.as_str()))
+            .key(self.tenant_key(&next.tenant))
+            .key(self.portal_key(next.portal_id))
+            .arg(expected.to_string())
+            .arg(next.version.to_string())
+            .arg(&next.tenant)
+            .arg(next.portal_id.to_string())
+            .arg(record)
+            .arg(next.id.as_str())
+            .arg(&self.base)
+            .invoke_async(&mut conn)
+            .await
+            .map_err(|e| store_error("updating a connection", e))?;
+        Ok(swapped == 1)
+    }
+
+    async fn delete(&self, id: &ConnectionId) -> Result<bool> {
+        let mut conn = self.conn.clone();
+        let deleted: i64 = Script::new(DELETE)
+            .key(self.connection_key(id.as_str()))
+            .key(self.ids_key())
+            .arg(id.as_str())
+            .arg(&self.base)
+            .invoke_async(&mut conn)
+            .await
+            .map_err(|e| store_error("deleting a connection", e))?;
+        Ok(deleted == 1)
+    }
+
+    async fn list(&self, filter: &ConnectionFilter) -> Result<Vec<Connection>> {
+        let mut conn = self.conn.clone();
+        let fail = |e| store_error("listing connections", e);
+        let ids: Vec<String> = match (&filter.tenant, filter.portal_id) {
+            (Some(tenant), Some(portal)) => {
+                let id: Option<String> = conn.hget(self.tenant_key(tenant), portal.to_string()).await.map_err(fail)?;
+                id.into_iter().collect()
+            }
+            (Some(tenant), None) => conn.hvals(self.tenant_key(tenant)).await.map_err(fail)?,
+            (None, Some(portal)) => conn.hvals(self.portal_key(portal)).await.map_err(fail)?,
+            (None, None) => conn.zrange(self.ids_key(), 0, -1).await.map_err(fail)?,
+        };
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut pipe = ::redis::pipe();
+        pipe.atomic();
+        for id in &ids {
+            pipe.hmget(self.connection_key(id), &["v", "d"]);
+        }
+        let records: Vec<(Option<String>, Option<String>)> = pipe.query_async(&mut conn).await.map_err(fail)?;
+        let mut found = Vec::with_capacity(records.len());
+        for record in records {
+            // Deleted since the ids were read: not listed.
+            if let (Some(v), Some(d)) = record {
+                let c = decode_connection(&v, &d)?;
+                if filter.matches(&c) {
+                    found.push(c);
+                }
+            }
+        }
+        found.sort_by(|a, b| a.id.cmp(&b.id));
+        Ok(found)
+    }
+}
+
+#[async_trait]
+impl PendingStore for RedisStore {
+    async fn put_pending(&self, pending: PendingAuthorization) -> Result<()> {
+        let record = encode_pending(&pending)?;
+        let life = pending.expires_at.duration_since(pending.created_at).unwrap_or_default();
+        let mut conn = self.conn.clone();
+        let () = conn
+            .pset_ex(self.pending_key(&pending.state_hash), record, millis(life.saturating_add(PENDING_GRACE)))
+            .await
+            .map_err(|e| store_error("storing a pending authorization", e))?;
+        Ok(())
+    }
+
+    async fn take_pending(&self, state_hash: &str) -> Result<Option<PendingAuthorization>> {
+        let mut conn = self.conn.clone();
+        // GETDEL: of any number of concurrent takers, only one gets the record.
+        let record: Option<String> = conn
+            .get_del(self.pending_key(state_hash))
+            .await
+            .map_err(|e| store_error("taking a pending authorization", e))?;
+        record.as_deref().map(decode_pending).transpose()
+    }
+}
+
+#[async_trait]
+impl LeaseStore for RedisStore {
+    async fn try_lease(&self, key: &str, owner: &str, ttl: Duration, now: SystemTime) -> Result<bool> {
+        let until = saturating_add(now, ttl);
+        let mut conn = self.conn.clone();
+        let taken: i64 = Script::new(TRY_LEASE)
+            .key(self.lease_key(key))
+            .arg(owner)
+            .arg(to_ms(until))
+            .arg(to_ms(now))
+            .arg(millis(ttl.saturating_add(LEASE_GRACE)))
+            .invoke_async(&mut conn)
+            .await
+            .map_err(|e| store_error("taking a lease", e))?;
+        Ok(taken == 1)
+    }
+
+    async fn release_lease(&self, key: &str, owner: &str) -> Result<bool> {
+        let mut conn = self.conn.clone();
+        let released: i64 = Script::new(RELEASE_LEASE)
+            .key(self.lease_key(key))
+            .arg(owner)
+            .invoke_async(&mut conn)
+            .await
+            .map_err(|e| store_error("releasing a lease", e))?;
+        Ok(released == 1)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn glob_is_escaped() {
+        assert_eq!(glob_escape("{hubconnect}:"), "{hubconnect}:");
+        assert_eq!(glob_escape("a*b?[c]\\"), "a\\*b\\?\\[c\\]\\\\");
+    }
+
+    #[test]
+    fn broken_records_are_errors_without_their_text() {
+        let e = decode_connection("1", r#"{"id":"x","access_token":"CANARY-SECRET""#).unwrap_err();
+        assert_eq!(e.code(), ErrorCode::StoreUnavailable);
+        assert!(!format!("{e} {e:?}").contains("CANARY"));
+        assert_eq!(decode_connection("x", "{}").unwrap_err().code(), ErrorCode::StoreUnavailable);
+        assert_eq!(decode_pending("[]").unwrap_err().code(), ErrorCode::StoreUnavailable);
+    }
+
+    #[test]
+    fn millis_are_at_least_one() {
+        assert_eq!(millis(Duration::ZERO), 1);
+        assert_eq!(millis(Duration::from_secs(2)), 2_000);
+        assert_eq!(millis(Duration::MAX), u64::MAX);
+    }
+}
