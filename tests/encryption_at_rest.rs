@@ -121,3 +121,94 @@ async fn the_sqlite_file_holds_no_canary_and_rotation_reencrypts() {
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A prefix no other test uses.
+#[cfg(any(feature = "postgres", feature = "redis"))]
+fn random_prefix() -> String {
+    let id = hubspot_connect::ConnectionId::random();
+    format!("enc{}", id.as_str().replace(|c: char| !c.is_ascii_alphanumeric(), "")).chars().take(24).collect()
+}
+
+/// Every row of the PostgreSQL tables, as PostgreSQL renders it (`row_to_json`), holds no canary; an unencrypted
+/// store's rows do (so the scan can fail).
+#[cfg(feature = "postgres")]
+#[tokio::test]
+async fn the_postgres_rows_hold_no_canary() {
+    use hubspot_connect::store::PostgresStore;
+    let Some(url) = std::env::var("HUBCONNECT_TEST_POSTGRES_URL").ok().filter(|u| !u.is_empty()) else {
+        eprintln!("SKIPPED: HUBCONNECT_TEST_POSTGRES_URL is not set; PostgreSQL encryption-at-rest test not run");
+        return;
+    };
+    async fn dump(store: &PostgresStore) -> Vec<u8> {
+        let mut bytes = Vec::new();
+        for table in ["connections", "pending"] {
+            let sql = format!("SELECT row_to_json(t)::text FROM \"{}_{table}\" t", store.prefix());
+            let rows: Vec<String> = sqlx::query_scalar(&sql).fetch_all(store.pool()).await.unwrap();
+            assert!(!rows.is_empty());
+            for row in rows {
+                bytes.extend(row.into_bytes());
+            }
+        }
+        for table in ["connections", "pending", "leases", "schema"] {
+            let sql = format!("DROP TABLE \"{}_{table}\"", store.prefix());
+            sqlx::query(&sql).execute(store.pool()).await.unwrap();
+        }
+        bytes
+    }
+    let inner = PostgresStore::connect_with_prefix(&url, &random_prefix()).await.unwrap();
+    let keys = KeyRing::new(vec![EncryptionKey::generate("2026-11").unwrap()]).unwrap();
+    let store = EncryptedStore::new(inner.clone(), keys);
+    let conns = write_canaries(&store).await;
+    assert_eq!(store.get(&conns[3].id).await.unwrap().unwrap().access_token.secret(), CANARY_AT);
+    assert_no_canary(&dump(&inner).await, "the PostgreSQL rows");
+
+    let plain = PostgresStore::connect_with_prefix(&url, &random_prefix()).await.unwrap();
+    write_canaries(&plain).await;
+    let plain_bytes = dump(&plain).await;
+    assert!(plain_bytes.windows(CANARY_RT.len()).any(|w| w == CANARY_RT.as_bytes()));
+}
+
+/// Every value under the store's Redis keys (every field of every hash, every string, every member of every sorted
+/// set) holds no canary; an unencrypted store's do.
+#[cfg(feature = "redis")]
+#[tokio::test]
+async fn the_redis_values_hold_no_canary() {
+    use hubspot_connect::store::RedisStore;
+    use redis::AsyncCommands;
+    let Some(url) = std::env::var("HUBCONNECT_TEST_REDIS_URL").ok().filter(|u| !u.is_empty()) else {
+        eprintln!("SKIPPED: HUBCONNECT_TEST_REDIS_URL is not set; Redis encryption-at-rest test not run");
+        return;
+    };
+    async fn dump(store: &RedisStore) -> Vec<u8> {
+        let mut conn = store.connection().clone();
+        let keys: Vec<String> = conn.keys(format!("{{{}}}:*", store.prefix())).await.unwrap();
+        assert!(keys.len() > 20, "{keys:?}");
+        let mut bytes = Vec::new();
+        for key in keys {
+            let kind: String = redis::cmd("TYPE").arg(&key).query_async(&mut conn).await.unwrap();
+            let values: Vec<Vec<u8>> = match kind.as_str() {
+                "hash" => conn.hgetall::<_, Vec<Vec<u8>>>(&key).await.unwrap(),
+                "string" => vec![conn.get::<_, Vec<u8>>(&key).await.unwrap()],
+                "zset" => conn.zrange::<_, Vec<Vec<u8>>>(&key, 0, -1).await.unwrap(),
+                other => panic!("unexpected key type {other} at {key}"),
+            };
+            bytes.extend(key.into_bytes());
+            for value in values {
+                bytes.extend(value);
+            }
+        }
+        store.clear().await.unwrap();
+        bytes
+    }
+    let inner = RedisStore::connect_with_prefix(&url, &random_prefix()).await.unwrap();
+    let keys = KeyRing::new(vec![EncryptionKey::generate("2026-11").unwrap()]).unwrap();
+    let store = EncryptedStore::new(inner.clone(), keys);
+    let conns = write_canaries(&store).await;
+    assert_eq!(store.get(&conns[3].id).await.unwrap().unwrap().refresh_token.unwrap().secret(), CANARY_RT);
+    assert_no_canary(&dump(&inner).await, "the Redis values");
+
+    let plain = RedisStore::connect_with_prefix(&url, &random_prefix()).await.unwrap();
+    write_canaries(&plain).await;
+    let plain_bytes = dump(&plain).await;
+    assert!(plain_bytes.windows(CANARY_RT.len()).any(|w| w == CANARY_RT.as_bytes()));
+}
