@@ -8,7 +8,7 @@
 //! HUBCONNECT_TEST_REDIS_URL=redis://127.0.0.1:6379 \
 //! cargo bench --all-features --bench store
 //! ```
-#![allow(clippy::unwrap_used, missing_docs)]
+#![allow(clippy::unwrap_used, clippy::print_stderr, missing_docs)]
 
 use std::hint::black_box;
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -1,6 +1,6 @@
 //! Encryption at rest, end to end: connections written through `EncryptedStore` with planted canary tokens leave no
 //! trace of them in the backend's bytes (plain, base64 or URL-encoded), and survive a key rotation.
-#![allow(clippy::unwrap_used)]
+#![allow(clippy::unwrap_used, clippy::print_stderr)]
 
 use std::time::{Duration, UNIX_EPOCH};
 

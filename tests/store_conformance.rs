@@ -9,7 +9,7 @@
 //! configured (`HUBCONNECT_TEST_POSTGRES_URL`, `HUBCONNECT_TEST_REDIS_URL` unset) gives [`Fresh::skipped`], and its
 //! tests print `SKIPPED` and pass: `.ci/run` sets both variables, so CI always runs them. Cases that only make sense
 //! for one backend (SQLite files shared by two stores, prefixes) live in their own module further down.
-#![allow(clippy::unwrap_used)]
+#![allow(clippy::unwrap_used, clippy::print_stderr)]
 
 use std::future::Future;
 use std::pin::Pin;
