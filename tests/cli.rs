@@ -23,16 +23,21 @@ impl Run {
 struct Env {
     fake: FakeHubSpot,
     db: std::path::PathBuf,
+    /// Another store than the SQLite file (`--store`, then `--store-prefix`).
+    other_store: Option<(String, String)>,
 }
 
 impl Env {
     async fn new() -> Self {
         let db = std::env::temp_dir().join(format!("hc-cli-{}.db", hubspot_connect::ConnectionId::random()));
-        Env { fake: FakeHubSpot::start().await, db }
+        Env { fake: FakeHubSpot::start().await, db, other_store: None }
     }
 
     fn store_url(&self) -> String {
-        format!("sqlite://{}", self.db.display())
+        match &self.other_store {
+            Some((url, _)) => url.clone(),
+            None => format!("sqlite://{}", self.db.display()),
+        }
     }
 
     /// Runs hubconnect with the fake's settings as flags, `args` after them.
@@ -55,6 +60,9 @@ impl Env {
         .into_iter()
         .map(str::to_owned)
         .collect::<Vec<_>>();
+        if let Some((_, prefix)) = &self.other_store {
+            all.extend(["--store-prefix".to_owned(), prefix.clone()]);
+        }
         all.extend(args.iter().map(|s| (*s).to_owned()));
         self.raw(&all, &[]).await
     }
@@ -255,4 +263,59 @@ async fn demo_runs_the_whole_story() {
     let j = r.json();
     assert_eq!(j["demo"], "ok");
     assert!(r.stdout.contains("AUTH_SCOPE_DENIED"));
+}
+
+/// The same commands over a PostgreSQL database and a Redis server (`--store postgres://…`, `--store redis://…`,
+/// each under its own `--store-prefix`), when their URLs are set.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_and_redis_stores_from_the_command_line() {
+    for var in ["HUBCONNECT_TEST_POSTGRES_URL", "HUBCONNECT_TEST_REDIS_URL"] {
+        let Some(url) = std::env::var(var).ok().filter(|u| !u.is_empty()) else {
+            #[allow(clippy::print_stderr)]
+            {
+                eprintln!("SKIPPED: {var} is not set; hubconnect over that store not run");
+            }
+            continue;
+        };
+        let mut e = Env::new().await;
+        let prefix = format!("cli{}", std::process::id());
+        e.other_store = Some((url.clone(), prefix.clone()));
+        let done = e.connect("acme").await;
+        let id = done["id"].as_str().unwrap().to_owned();
+        let token = e.run(&["token", &id, "--json"]).await;
+        assert_eq!(token.status, 0, "{var}: {}", token.stderr);
+        let listed = e.run(&["list", "--tenant", "acme", "--json"]).await;
+        assert_eq!(listed.status, 0, "{var}: {}", listed.stderr);
+        assert!(listed.stdout.contains(&id), "{var}: {}", listed.stdout);
+        let refreshed = e.run(&["refresh", &id, "--force", "--json"]).await;
+        assert_eq!(refreshed.status, 0, "{var}: {}", refreshed.stderr);
+        let gone = e.run(&["disconnect", &id, "--json"]).await;
+        assert_eq!(gone.status, 0, "{var}: {}", gone.stderr);
+        assert_error(&e.run(&["token", &id, "--json"]).await, "CONNECTION_NOT_FOUND");
+        // A URL the tool cannot use is a configuration error that does not echo the password.
+        let scheme = url.split("://").next().unwrap();
+        let db = if scheme.starts_with("redis") { "0" } else { "test" };
+        e.other_store = Some((format!("{scheme}://u:CANARY-pw@127.0.0.1:1/{db}"), prefix.clone()));
+        let r = e.run(&["list", "--json"]).await;
+        assert_error(&r, "STORE_UNAVAILABLE");
+        assert!(!format!("{}{}", r.stdout, r.stderr).contains("CANARY"), "{var}");
+        // Leave nothing behind in the shared server.
+        if var.contains("POSTGRES") {
+            #[cfg(feature = "postgres")]
+            {
+                let store = hubspot_connect::store::PostgresStore::connect_with_prefix(&url, &prefix).await.unwrap();
+                for t in ["connections", "pending", "leases", "schema"] {
+                    sqlx::query(&format!("DROP TABLE \"{prefix}_{t}\"")).execute(store.pool()).await.unwrap();
+                }
+            }
+        } else {
+            #[cfg(feature = "redis")]
+            hubspot_connect::store::RedisStore::connect_with_prefix(&url, &prefix)
+                .await
+                .unwrap()
+                .clear()
+                .await
+                .unwrap();
+        }
+    }
 }
