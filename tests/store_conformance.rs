@@ -990,22 +990,23 @@ mod server_only {
             .collect()
     }
 
-    #[cfg(feature = "postgres")]
-    pub(super) fn postgres_url() -> Option<String> {
-        let url = std::env::var(POSTGRES_URL).ok().filter(|u| !u.trim().is_empty());
+    /// The server URL in `var`, or `None` after saying loudly that `what` was skipped.
+    fn server_url(var: &str, what: &str) -> Option<String> {
+        let url = std::env::var(var).ok().filter(|u| !u.trim().is_empty());
         if url.is_none() {
-            eprintln!("SKIPPED: {POSTGRES_URL} is not set; PostgreSQL store test not run");
+            eprintln!("SKIPPED: {var} is not set; {what} store test not run");
         }
         url
     }
 
+    #[cfg(feature = "postgres")]
+    pub(super) fn postgres_url() -> Option<String> {
+        server_url(POSTGRES_URL, "PostgreSQL")
+    }
+
     #[cfg(feature = "redis")]
     pub(super) fn redis_url() -> Option<String> {
-        let url = std::env::var(REDIS_URL).ok().filter(|u| !u.trim().is_empty());
-        if url.is_none() {
-            eprintln!("SKIPPED: {REDIS_URL} is not set; Redis store test not run");
-        }
-        url
+        server_url(REDIS_URL, "Redis")
     }
 
     #[cfg(feature = "postgres")]
