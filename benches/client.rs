@@ -7,7 +7,6 @@
 #![allow(clippy::unwrap_used, missing_docs)]
 
 use std::hint::black_box;
-use std::sync::Arc;
 use std::time::Duration;
 
 use criterion::{Criterion, criterion_group, criterion_main};

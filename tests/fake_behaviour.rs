@@ -799,11 +799,12 @@ async fn clones_share_one_server_and_extra_mocks_can_be_mounted() {
     let shown = format!("{:?}", w.fake);
     assert!(shown.contains("FakeHubSpot") && !shown.contains(w.fake.client_secret()), "{shown}");
 
-    wiremock::Mock::given(wiremock::matchers::path("/crm/v3/objects/contacts"))
+    // A route the fake does not play (it plays `/crm/v3/objects/...` itself).
+    wiremock::Mock::given(wiremock::matchers::path("/crm/v3/owners"))
         .respond_with(wiremock::ResponseTemplate::new(200).set_body_json(json!({"results": []})))
         .mount(w.fake.server())
         .await;
-    assert_eq!(w.raw_get("/crm/v3/objects/contacts").await.status(), 200);
+    assert_eq!(w.raw_get("/crm/v3/owners").await.status(), 200);
 }
 
 #[tokio::test]

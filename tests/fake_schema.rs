@@ -435,6 +435,110 @@ async fn error_bodies_match_the_error_schema() {
     }
 }
 
+/// A CRM object as HubSpot writes it (`SimplePublicObject`): string id, string-or-null properties, ISO dates.
+#[track_caller]
+fn assert_crm_object(object: &Value) {
+    let keys: Vec<&str> = object.as_object().unwrap().keys().map(String::as_str).collect();
+    assert_eq!(keys, ["archived", "createdAt", "id", "properties", "updatedAt"], "{object}");
+    assert!(str_of(object, "id").chars().all(|c| c.is_ascii_digit()), "{object}");
+    assert_eq!(object["archived"], false);
+    for field in ["createdAt", "updatedAt"] {
+        let date = str_of(object, field);
+        assert!(date.len() == 24 && date.ends_with('Z') && &date[10..11] == "T", "{date}");
+    }
+    let properties = object["properties"].as_object().unwrap();
+    assert!(properties.values().all(|v| v.is_string() || v.is_null()), "{object}");
+    assert_eq!(properties["hs_object_id"], object["id"]);
+}
+
+#[tokio::test]
+async fn crm_answers_have_hubspots_shapes() {
+    let h = Http::new().await;
+    let portal = 62515;
+    let token =
+        h.fake.issue(portal, &["oauth", "crm.objects.contacts.read", "crm.objects.contacts.write"]).access_token;
+
+    // A page, and the next one through `paging.next.after` and `link`.
+    let (status, page) = h.get("/crm/v3/objects/contacts?limit=2", Some(&token)).await;
+    assert_eq!(status, 200, "{page}");
+    let results = page["results"].as_array().unwrap();
+    assert_eq!(results.len(), 2);
+    results.iter().for_each(assert_crm_object);
+    assert!(results[0]["properties"]["email"].is_string());
+    let after = str_of(&page["paging"]["next"], "after");
+    let link = str_of(&page["paging"]["next"], "link");
+    assert!(link.starts_with(&h.fake.uri()) && link.contains(&format!("after={after}")), "{link}");
+    let (_, rest) = h.get(&link[h.fake.uri().len()..], Some(&token)).await;
+    assert_eq!(rest["results"].as_array().unwrap().len(), h.fake.objects(portal, "contacts") - 2);
+    assert!(rest.get("paging").is_none(), "{rest}");
+
+    // One object; a missing one is a 404 in the Error shape.
+    let id = str_of(&results[0], "id");
+    let (status, one) = h.get(&format!("/crm/v3/objects/contacts/{id}"), Some(&token)).await;
+    assert_eq!(status, 200);
+    assert_crm_object(&one);
+    assert_eq!(one, results[0]);
+    let mut errors = Vec::new();
+    let (status, missing) = h.get("/crm/v3/objects/contacts/999999", Some(&token)).await;
+    assert_eq!((status, str_of(&missing, "category")), (404, "OBJECT_NOT_FOUND"));
+    errors.push(missing);
+
+    // Create (201) and search.
+    let answer = h
+        .client
+        .post(h.url("/crm/v3/objects/contacts"))
+        .bearer_auth(&token)
+        .header("content-type", "application/json")
+        .body(json!({"properties": {"email": "new@example.com", "firstname": "New"}}).to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 201);
+    let created = parse(&answer.text().await.unwrap());
+    assert_crm_object(&created);
+    assert_eq!(created["properties"]["email"], "new@example.com");
+    let filter = json!({"filterGroups": [{"filters": [{"propertyName": "email", "operator": "EQ", "value": "new@example.com"}]}]});
+    let answer = h
+        .client
+        .post(h.url("/crm/v3/objects/contacts/search"))
+        .bearer_auth(&token)
+        .header("content-type", "application/json")
+        .body(filter.to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 200);
+    let found = parse(&answer.text().await.unwrap());
+    assert_eq!(found["total"], 1);
+    assert_eq!(found["results"][0]["id"], created["id"]);
+    found["results"].as_array().unwrap().iter().for_each(assert_crm_object);
+
+    // No token, a dead token, a missing scope.
+    let (status, none) = h.get("/crm/v3/objects/contacts", None).await;
+    assert_eq!((status, str_of(&none, "category")), (401, "INVALID_AUTHENTICATION"));
+    assert!(str_of(&none, "message").starts_with("Authentication credentials not found"));
+    errors.push(none);
+    let (status, unknown) = h.get("/crm/v3/objects/contacts", Some("CNunknown")).await;
+    assert_eq!((status, str_of(&unknown, "category")), (401, "INVALID_AUTHENTICATION"));
+    errors.push(unknown);
+    let (status, scopes) = h.get("/crm/v3/objects/deals", Some(&token)).await;
+    assert_eq!((status, str_of(&scopes, "category")), (403, "MISSING_SCOPES"));
+    assert_eq!(scopes["errors"][0]["context"]["requiredGranularScopes"], json!(["crm.objects.deals.read"]));
+    errors.push(scopes);
+    for body in &errors {
+        Spec::load("account-info-v3.json").assert_valid("Error", body);
+    }
+
+    // The fake's own rate limit.
+    h.fake.set_rate_limit(Some((1, Duration::from_secs(10))));
+    let answer = h.client.get(h.url("/crm/v3/objects/contacts")).bearer_auth(&token).send().await.unwrap();
+    assert_eq!(answer.status(), 429);
+    assert_eq!(answer.headers()["x-hubspot-ratelimit-remaining"], "0");
+    let limited = parse(&answer.text().await.unwrap());
+    assert_eq!((str_of(&limited, "errorType"), str_of(&limited, "policyName")), ("RATE_LIMIT", "TEN_SECONDLY_ROLLING"));
+    assert_eq!(h.fake.rate_limited_requests(), 1);
+}
+
 // ---------------------------------------------------------------------------------------------------------------
 // The copies and the validator itself
 // ---------------------------------------------------------------------------------------------------------------

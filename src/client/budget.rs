@@ -2,8 +2,11 @@
 //! the process that uses the portal.
 
 use std::collections::{HashMap, VecDeque};
+use std::fmt;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
+
+use tokio::sync::Notify;
 
 use crate::clock::Clock;
 use crate::manager::lock;
@@ -25,34 +28,68 @@ impl RateLimit {
     }
 }
 
-/// A sliding log of request times for one limit of one portal.
+/// What a request waits for before it may go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Wait {
+    /// Only a request on the wire finishing can make room.
+    Finish,
+    /// Room comes when this much time has passed.
+    For(Duration),
+}
+
+/// One limit of one portal: the requests on the wire, and when the finished ones finished.
+///
+/// HubSpot counts a request when it arrives, somewhere between the moment it left and the moment its answer came
+/// back. So a request holds its slot while on the wire and for a whole window after its answer: then no window of
+/// arrivals at HubSpot can hold more than `max` requests, however long each one took.
 #[derive(Debug)]
 struct Window {
     limit: RateLimit,
-    sent: VecDeque<SystemTime>,
+    /// When finished requests finished (and requests HubSpot says other processes sent), oldest first.
+    finished: VecDeque<SystemTime>,
+    in_flight: usize,
 }
 
 impl Window {
     fn new(limit: RateLimit) -> Self {
-        Self { limit, sent: VecDeque::new() }
+        Self { limit, finished: VecDeque::new(), in_flight: 0 }
     }
 
     fn prune(&mut self, now: SystemTime) {
-        while self.sent.front().is_some_and(|t| now.duration_since(*t).is_ok_and(|age| age >= self.limit.window)) {
-            self.sent.pop_front();
+        while self.finished.front().is_some_and(|t| now.duration_since(*t).is_ok_and(|age| age >= self.limit.window)) {
+            self.finished.pop_front();
         }
     }
 
-    /// How long to wait before a request may go; `None`: it may go now (and is counted).
-    fn try_take(&mut self, now: SystemTime) -> Option<Duration> {
+    fn count(&self) -> usize {
+        self.finished.len() + self.in_flight
+    }
+
+    /// `None`: a request may go now.
+    fn wait(&mut self, now: SystemTime) -> Option<Wait> {
         self.prune(now);
-        if self.sent.len() < self.limit.max as usize {
-            self.sent.push_back(now);
+        let max = self.limit.max as usize;
+        let count = self.count();
+        if count < max {
             return None;
         }
-        let oldest = self.sent.front().copied().unwrap_or(now);
-        let free_at = oldest.checked_add(self.limit.window).unwrap_or(now);
-        Some(free_at.duration_since(now).unwrap_or(Duration::from_millis(1)).max(Duration::from_millis(1)))
+        if self.in_flight >= max {
+            return Some(Wait::Finish);
+        }
+        // `count - max + 1` finished requests must leave the window; this is the last of them to go.
+        let last = self.finished.get(count - max).copied().unwrap_or(now);
+        let free_at = last.checked_add(self.limit.window).unwrap_or(now);
+        Some(Wait::For(free_at.duration_since(now).unwrap_or_default().max(Duration::from_millis(1))))
+    }
+
+    fn record(&mut self, at: SystemTime) {
+        let index = self.finished.partition_point(|t| *t <= at);
+        self.finished.insert(index, at);
+    }
+
+    fn finish(&mut self, now: SystemTime) {
+        self.in_flight = self.in_flight.saturating_sub(1);
+        self.record(now);
     }
 
     /// HubSpot says `remaining` requests are left (other processes share the portal's limit): count the difference
@@ -62,10 +99,10 @@ impl Window {
             self.limit.max = self.limit.max.min(max);
         }
         self.prune(now);
-        let ours_left = (self.limit.max as usize).saturating_sub(self.sent.len());
+        let ours_left = (self.limit.max as usize).saturating_sub(self.count());
         let extra = ours_left.saturating_sub(remaining as usize);
         for _ in 0..extra {
-            self.sent.push_back(now);
+            self.record(now);
         }
     }
 }
@@ -76,12 +113,47 @@ struct PortalBudget {
     search: Window,
 }
 
+#[derive(Debug)]
+struct Portal {
+    budget: Mutex<PortalBudget>,
+    /// Woken whenever a request finishes.
+    finished: Notify,
+}
+
 /// The budgets of every portal this process calls, shared by every client built from one API handle.
 #[derive(Debug)]
 pub(crate) struct Budgets {
     general: RateLimit,
     search: RateLimit,
-    portals: Mutex<HashMap<u64, Arc<Mutex<PortalBudget>>>>,
+    portals: Mutex<HashMap<u64, Arc<Portal>>>,
+}
+
+/// A request's slot in its portal's budget: held while the request is on the wire. Dropping it marks the request
+/// finished (at the clock's time) and wakes the requests waiting for room.
+pub(crate) struct Permit {
+    portal: Arc<Portal>,
+    search: bool,
+    clock: Arc<dyn Clock>,
+}
+
+impl fmt::Debug for Permit {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Permit").field("search", &self.search).finish_non_exhaustive()
+    }
+}
+
+impl Drop for Permit {
+    fn drop(&mut self) {
+        let now = self.clock.now();
+        {
+            let mut b = lock(&self.portal.budget);
+            b.general.finish(now);
+            if self.search {
+                b.search.finish(now);
+            }
+        }
+        self.portal.finished.notify_waiters();
+    }
 }
 
 impl Budgets {
@@ -89,40 +161,66 @@ impl Budgets {
         Self { general, search, portals: Mutex::new(HashMap::new()) }
     }
 
-    fn portal(&self, portal_id: u64) -> Arc<Mutex<PortalBudget>> {
+    fn portal(&self, portal_id: u64) -> Arc<Portal> {
         let mut portals = lock(&self.portals);
         Arc::clone(portals.entry(portal_id).or_insert_with(|| {
-            Arc::new(Mutex::new(PortalBudget { general: Window::new(self.general), search: Window::new(self.search) }))
+            Arc::new(Portal {
+                budget: Mutex::new(PortalBudget {
+                    general: Window::new(self.general),
+                    search: Window::new(self.search),
+                }),
+                finished: Notify::new(),
+            })
         }))
     }
 
-    /// Waits until a request to `portal_id` fits its budget (and the search budget for a search), then counts it.
-    pub(crate) async fn acquire(&self, portal_id: u64, search: bool, clock: &dyn Clock) {
-        let budget = self.portal(portal_id);
+    /// Waits until a request to `portal_id` fits its budget (and the search budget for a search), then holds a
+    /// slot until the returned permit is dropped.
+    pub(crate) async fn acquire(&self, portal_id: u64, search: bool, clock: &Arc<dyn Clock>) -> Permit {
+        let portal = self.portal(portal_id);
         loop {
+            let finished = portal.finished.notified();
+            tokio::pin!(finished);
+            // Registered before looking, so a request finishing in between is not missed.
+            finished.as_mut().enable();
             let wait = {
-                let mut b = lock(&budget);
+                let mut b = lock(&portal.budget);
                 let now = clock.now();
-                // Check both before counting either, so a search that waits does not use up a general slot.
-                b.general.prune(now);
-                b.search.prune(now);
-                let general_full = b.general.sent.len() >= b.general.limit.max as usize;
-                let search_full = search && b.search.sent.len() >= b.search.limit.max as usize;
-                if general_full || search_full {
-                    let g = if general_full { b.general.try_take(now) } else { None };
-                    let s = if search_full { b.search.try_take(now) } else { None };
-                    g.into_iter().chain(s).max()
-                } else {
-                    let _ = b.general.try_take(now);
-                    if search {
-                        let _ = b.search.try_take(now);
+                // Check both before counting either, so a search that waits does not hold a general slot.
+                let general = b.general.wait(now);
+                let searches = if search { b.search.wait(now) } else { None };
+                match (general, searches) {
+                    (None, None) => {
+                        b.general.in_flight += 1;
+                        if search {
+                            b.search.in_flight += 1;
+                        }
+                        None
                     }
-                    None
+                    // Only an answer can make room.
+                    (Some(Wait::Finish), _) | (_, Some(Wait::Finish)) => Some(Wait::Finish),
+                    (g, s) => g.into_iter().chain(s).max_by_key(|w| match w {
+                        Wait::For(d) => *d,
+                        Wait::Finish => Duration::MAX,
+                    }),
                 }
             };
             match wait {
-                None => return,
-                Some(d) => clock.sleep(d).await,
+                None => return Permit { portal: Arc::clone(&portal), search, clock: Arc::clone(clock) },
+                Some(Wait::Finish) => finished.await,
+                // Room comes with time, or sooner when an answer changes the count: whichever is first.
+                Some(Wait::For(d)) => {
+                    let sleep = clock.sleep(d);
+                    tokio::pin!(sleep);
+                    std::future::poll_fn(|cx| {
+                        if finished.as_mut().poll(cx).is_ready() || sleep.as_mut().poll(cx).is_ready() {
+                            std::task::Poll::Ready(())
+                        } else {
+                            std::task::Poll::Pending
+                        }
+                    })
+                    .await;
+                }
             }
         }
     }
@@ -132,8 +230,8 @@ impl Budgets {
     pub(crate) fn observe(&self, portal_id: u64, search: bool, headers: &http::HeaderMap, clock: &dyn Clock) {
         let num =
             |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).and_then(|v| v.trim().parse::<u32>().ok());
-        let budget = self.portal(portal_id);
-        let mut b = lock(&budget);
+        let portal = self.portal(portal_id);
+        let mut b = lock(&portal.budget);
         let now = clock.now();
         if let Some(remaining) = num("x-hubspot-ratelimit-remaining") {
             b.general.reconcile(num("x-hubspot-ratelimit-max"), remaining, now);
@@ -151,47 +249,82 @@ mod tests {
     use super::*;
     use crate::clock::ManualClock;
 
+    fn manual() -> (ManualClock, Arc<dyn Clock>) {
+        let clock = ManualClock::new();
+        let shared: Arc<dyn Clock> = Arc::new(clock.clone());
+        (clock, shared)
+    }
+
     #[tokio::test]
     async fn holds_the_window() {
-        let clock = ManualClock::new();
+        let (clock, c) = manual();
         let budgets =
             Budgets::new(RateLimit::new(3, Duration::from_secs(10)), RateLimit::new(1, Duration::from_secs(1)));
         let t0 = clock.now();
         for _ in 0..7 {
-            budgets.acquire(1, false, &clock).await;
+            drop(budgets.acquire(1, false, &c).await);
         }
         // 3 at t0, 3 at t0+10 s, 1 at t0+20 s.
         assert_eq!(clock.now().duration_since(t0).unwrap(), Duration::from_secs(20));
         // Another portal has its own budget.
         let before = clock.now();
-        budgets.acquire(2, false, &clock).await;
+        drop(budgets.acquire(2, false, &c).await);
         assert_eq!(clock.now(), before);
     }
 
     #[tokio::test]
     async fn search_has_its_own_limit() {
-        let clock = ManualClock::new();
+        let (clock, c) = manual();
         let budgets =
             Budgets::new(RateLimit::new(100, Duration::from_secs(10)), RateLimit::new(2, Duration::from_secs(1)));
         let t0 = clock.now();
         for _ in 0..5 {
-            budgets.acquire(1, true, &clock).await;
+            drop(budgets.acquire(1, true, &c).await);
         }
         assert_eq!(clock.now().duration_since(t0).unwrap(), Duration::from_secs(2));
     }
 
     #[tokio::test]
     async fn headers_tighten_the_budget() {
-        let clock = ManualClock::new();
+        let (clock, c) = manual();
         let budgets =
             Budgets::new(RateLimit::new(110, Duration::from_secs(10)), RateLimit::new(5, Duration::from_secs(1)));
-        budgets.acquire(1, false, &clock).await;
+        drop(budgets.acquire(1, false, &c).await);
         let mut h = http::HeaderMap::new();
         h.insert("x-hubspot-ratelimit-remaining", "0".parse().unwrap());
         h.insert("x-hubspot-ratelimit-max", "110".parse().unwrap());
         budgets.observe(1, false, &h, &clock);
         let t0 = clock.now();
-        budgets.acquire(1, false, &clock).await;
+        drop(budgets.acquire(1, false, &c).await);
         assert_eq!(clock.now().duration_since(t0).unwrap(), Duration::from_secs(10), "waits for the window");
+    }
+
+    #[tokio::test]
+    async fn a_request_holds_its_slot_until_its_answer_and_a_window_after() {
+        let (clock, c) = manual();
+        let budgets = Arc::new(Budgets::new(
+            RateLimit::new(2, Duration::from_secs(10)),
+            RateLimit::new(5, Duration::from_secs(1)),
+        ));
+        let t0 = clock.now();
+        let first = budgets.acquire(1, false, &c).await;
+        let second = budgets.acquire(1, false, &c).await;
+        let third = tokio::spawn({
+            let budgets = Arc::clone(&budgets);
+            let c = Arc::clone(&c);
+            async move { drop(budgets.acquire(1, false, &c).await) }
+        });
+        // Long answers: the window has long passed, but both requests are still on the wire.
+        clock.advance(Duration::from_secs(60));
+        for _ in 0..10 {
+            tokio::task::yield_now().await;
+        }
+        assert!(!third.is_finished(), "two requests on the wire fill a limit of two");
+        assert!(clock.sleeps().is_empty(), "waiting for an answer does not sleep on the clock");
+        drop(first);
+        third.await.unwrap();
+        // The first answer came at t0 + 60 s: its slot is free a window later.
+        assert_eq!(clock.now().duration_since(t0).unwrap(), Duration::from_secs(70));
+        drop(second);
     }
 }

@@ -371,8 +371,10 @@ impl<C: Connector, S: TokenStore> HubSpotClient<C, S> {
         let mut server_retries = 0;
         let mut rate_retries = 0;
         loop {
-            self.api.shared.budgets.acquire(self.portal_id, search, self.clock().as_ref()).await;
+            let permit = self.api.shared.budgets.acquire(self.portal_id, search, self.clock()).await;
             let result = self.send_once(&request, url.clone(), &token).await;
+            // The request counts against the budget until its answer is in (HubSpot counted it on arrival).
+            drop(permit);
             let answer = match result {
                 Ok(answer) => answer,
                 Err(e) if e.is_retryable() && retryable && server_retries < config.max_retries => {
@@ -382,7 +384,10 @@ impl<C: Connector, S: TokenStore> HubSpotClient<C, S> {
                 }
                 Err(e) => return Err(e),
             };
-            self.api.shared.budgets.observe(self.portal_id, search, &answer.headers, self.clock().as_ref());
+            // A 429 says how long to wait itself (below); its `Remaining: 0` must not add a second wait.
+            if answer.status != 429 {
+                self.api.shared.budgets.observe(self.portal_id, search, &answer.headers, self.clock().as_ref());
+            }
             if answer.is_success() {
                 return Ok(ApiResponse { status: answer.status, headers: answer.headers, body: answer.body });
             }

@@ -201,8 +201,9 @@ impl<C: Connector, S: TokenStore> Connections<C, S> {
         let fresh = !self.due(c, now)
             && match force {
                 Force::No => true,
-                // Someone refreshed after this call started: that is as good as a forced refresh.
-                Force::Yes => c.refreshed_at >= started,
+                // Someone refreshed after this call started: that is as good as a forced refresh. Strictly after: a
+                // token from the very instant the call started (a coarse or manual clock) may predate the call.
+                Force::Yes => c.refreshed_at > started,
                 Force::IfStillIs(rejected) => c.access_token != *rejected,
             };
         if fresh {

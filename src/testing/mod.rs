@@ -1,9 +1,11 @@
-//! A fake HubSpot for tests: the OAuth 2.0 protocol and account info on a local [`wiremock`] server.
+//! A fake HubSpot for tests: the OAuth 2.0 protocol, account info and a small CRM API on a local [`wiremock`]
+//! server.
 //!
 //! [`FakeHubSpot`] serves, on one loopback address, everything a HubSpot integration talks to while connecting a
 //! portal: the authorize (consent) page, both token endpoint generations (`/oauth/v1/token` and
 //! `/oauth/2026-03/token`), 2026-03 introspection and revocation, the v1 token metadata and revocation, and
-//! account info (`/account-info/v3/details`, `/account-info/2026-03/details`). Answers have HubSpot's shapes,
+//! account info (`/account-info/v3/details`, `/account-info/2026-03/details`); and, to exercise an API client, the
+//! CRM objects endpoints (list, get, search, create) with HubSpot's rate limits. Answers have HubSpot's shapes,
 //! checked against HubSpot's published OpenAPI specs, and every behaviour HubSpot leaves undocumented is a switch,
 //! so your tests can play each answer.
 //!
@@ -34,6 +36,8 @@
 //! | a token answer without `token_use`, `hub_id`, `scopes` | [`set_token_fields`](FakeHubSpot::set_token_fields) with [`TokenFields::Minimal`] |
 //! | 500, HTML 502, 429 with or without `Retry-After`, slow answers, garbage, redirects | [`fail`](FakeHubSpot::fail) an [`Endpoint`] with a [`Failure`], `times` in a row |
 //! | did my code call HubSpot, how often, with which fields | [`requests`](FakeHubSpot::requests), [`token_requests`](FakeHubSpot::token_requests), [`last_form`](FakeHubSpot::last_form), [`reset_counts`](FakeHubSpot::reset_counts) |
+//! | call the CRM API (`GET /crm/v3/objects/{type}`, `.../{id}`, `POST .../search`, `POST /crm/v3/objects/{type}`) | every portal starts with 3 contacts, 1 company, 1 deal; [`add_object`](FakeHubSpot::add_object), count them with [`objects`](FakeHubSpot::objects) |
+//! | which token did my client send, did it hold HubSpot's rate limits | [`last_authorization`](FakeHubSpot::last_authorization), [`max_requests_in_window`](FakeHubSpot::max_requests_in_window), [`rate_limited_requests`](FakeHubSpot::rate_limited_requests); tune with [`set_rate_limit`](FakeHubSpot::set_rate_limit), [`set_search_rate_limit`](FakeHubSpot::set_search_rate_limit) |
 //! | something the fake does not play | mount your own [`wiremock::Mock`] on [`server`](FakeHubSpot::server) (use `with_priority(1)` to take precedence over the fake's own mocks) |
 //!
 //! # Example
@@ -110,9 +114,15 @@
 //! - Revoking a refresh token (either generation) revokes it and every token rotated from it; access tokens
 //!   already issued stay valid until they expire. Revoking an access token through 2026-03 revokes it.
 //! - Access tokens issued earlier stay valid after a refresh, until they expire.
+//! - CRM objects: a `Bearer` access token the fake issued, live (else `401` `INVALID_AUTHENTICATION` or
+//!   `EXPIRED_AUTHENTICATION`); then the portal's rolling limits (110 per 10 s, searches 5 per second; else `429`
+//!   `RATE_LIMIT`); then the scope `crm.objects.{type}.read` (`.write` to create; `tickets` for tickets), else `403`
+//!   `MISSING_SCOPES` naming it in `requiredGranularScopes`. An unknown object is a `404` `OBJECT_NOT_FOUND`.
+//!   Answers other than searches carry `X-HubSpot-RateLimit-Max`, `-Remaining` and `-Interval-Milliseconds`.
 //!
 //! [`Clock`]: crate::Clock
 
+mod crm;
 mod random;
 mod responder;
 mod state;
@@ -192,6 +202,10 @@ impl FakeHubSpot {
                 Endpoint::Revoke202603 => Mock::given(method("POST")).and(path("/oauth/2026-03/token/revoke")),
                 Endpoint::AccountInfoV3 => Mock::given(method("GET")).and(path("/account-info/v3/details")),
                 Endpoint::AccountInfo202603 => Mock::given(method("GET")).and(path("/account-info/2026-03/details")),
+                Endpoint::CrmList => Mock::given(method("GET")).and(path_regex(r"^/crm/v3/objects/[^/]+/?$")),
+                Endpoint::CrmGet => Mock::given(method("GET")).and(path_regex(r"^/crm/v3/objects/[^/]+/[^/]+$")),
+                Endpoint::CrmSearch => Mock::given(method("POST")).and(path_regex(r"^/crm/v3/objects/[^/]+/search$")),
+                Endpoint::CrmCreate => Mock::given(method("POST")).and(path_regex(r"^/crm/v3/objects/[^/]+/?$")),
             };
             mock.respond_with(Responder { shared: Arc::clone(&shared), endpoint })
                 .named(format!("fake HubSpot: {}", endpoint.route()))
@@ -388,6 +402,37 @@ impl FakeHubSpot {
         self.state().clear_failures();
     }
 
+    // ---- the CRM API ----
+
+    /// HubSpot's rolling limit per portal for the CRM endpoints: at most `max` requests in any `window`, beyond
+    /// which the fake answers `429` (`"policyName":"TEN_SECONDLY_ROLLING"`) and counts it in
+    /// [`rate_limited_requests`](Self::rate_limited_requests). `None` turns the limit off. Default: on, at
+    /// HubSpot's figure for OAuth apps, 110 per 10 seconds.
+    pub fn set_rate_limit(&self, limit: Option<(u32, Duration)>) {
+        self.state().crm.rate_limit = limit;
+    }
+
+    /// HubSpot's CRM search limit per portal: at most `per_second` searches in any second (`429` with
+    /// `"policyName":"SECONDLY"` beyond). `None` turns it off. Default: on, 5 per second.
+    pub fn set_search_rate_limit(&self, per_second: Option<u32>) {
+        self.state().crm.search_rate_limit = per_second;
+    }
+
+    /// How many objects of `object_type` (`contacts`, `companies`, `deals`, `tickets`, or `0-1` ...) the portal
+    /// holds. Every portal starts with sample objects: 3 contacts, 1 company, 1 deal.
+    pub fn objects(&self, portal_id: u64, object_type: &str) -> usize {
+        self.state().crm.count(portal_id, object_type)
+    }
+
+    /// Adds an object to the portal, as if created in HubSpot's UI, and returns its id. `None` for an object
+    /// type the fake does not know.
+    pub fn add_object(&self, portal_id: u64, object_type: &str, properties: &[(&str, &str)]) -> Option<String> {
+        let now = self.inner.shared.clock.now();
+        let object_type = crm::canonical_type(object_type)?;
+        let properties = properties.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
+        Some(self.state().crm.insert(portal_id, object_type, properties, now).to_string())
+    }
+
     // ---- inspection ----
 
     /// How many requests `endpoint` received, including those answered with an injected failure.
@@ -406,13 +451,35 @@ impl FakeHubSpot {
         self.state().last_form(endpoint)
     }
 
+    /// The `Authorization` header of the last request to `endpoint`, if it had one.
+    pub fn last_authorization(&self, endpoint: Endpoint) -> Option<String> {
+        self.state().last_authorization(endpoint)
+    }
+
+    /// The largest number of CRM API requests for `portal_id` (those with a live token, injected failures
+    /// included, the fake's own `429`s excluded) inside any window of this length, measured with the fake's
+    /// clock at arrival. Windows are half-open: `[t, t + window)`. Counts since the last
+    /// [`reset_counts`](Self::reset_counts).
+    pub fn max_requests_in_window(&self, portal_id: u64, window: Duration) -> usize {
+        self.state().crm.max_in_window(portal_id, window)
+    }
+
+    /// How many `429`s the fake's own rate limits gave (see [`set_rate_limit`](Self::set_rate_limit)) since the
+    /// last [`reset_counts`](Self::reset_counts); injected failures are not counted.
+    pub fn rate_limited_requests(&self) -> usize {
+        self.state().crm.rate_limited()
+    }
+
     /// How many times a superseded refresh token was presented (under [`Rotation::Rotate`] or
     /// [`Rotation::Strict`]).
     pub fn stale_refresh_presentations(&self) -> usize {
         self.state().stale_presentations()
     }
 
-    /// Sets every request count and [`stale_refresh_presentations`](Self::stale_refresh_presentations) back to 0.
+    /// Sets every request count, [`stale_refresh_presentations`](Self::stale_refresh_presentations),
+    /// [`rate_limited_requests`](Self::rate_limited_requests) and the log behind
+    /// [`max_requests_in_window`](Self::max_requests_in_window) back to 0 (the rate limits themselves keep
+    /// counting).
     pub fn reset_counts(&self) {
         self.state().reset_counts();
     }

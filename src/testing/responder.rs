@@ -7,6 +7,7 @@ use serde_json::json;
 use url::Url;
 use wiremock::{Request, Respond, ResponseTemplate};
 
+use super::crm;
 use super::state::{
     APP_ID, AccessLookup, CLIENT_ID, CLIENT_SECRET, Challenge, DEFAULT_PORTAL, Grant, Shared, State, TokenError,
 };
@@ -29,12 +30,19 @@ impl Respond for Responder {
     fn respond(&self, request: &Request) -> ResponseTemplate {
         let now = self.shared.clock.now();
         let form = form_of(request);
+        let authorization =
+            request.headers.get(http::header::AUTHORIZATION).and_then(|v| v.to_str().ok()).map(str::to_owned);
         let mut state = self.shared.lock();
         let mut delay = None;
-        match state.arrive(self.endpoint, form.clone()) {
+        let failure = state.arrive(self.endpoint, form.clone());
+        state.remember_authorization(self.endpoint, authorization);
+        match failure {
             Some(Failure::Slow(d)) => delay = Some(d),
             Some(failure) => {
                 if let Some(answer) = Answer::failure(&failure) {
+                    if self.endpoint.is_crm() {
+                        crm::note_injected(self.endpoint, request, &mut state, now);
+                    }
                     return answer.into_template();
                 }
             }
@@ -50,7 +58,7 @@ impl Respond for Responder {
     }
 }
 
-/// The form body of a POST, or the query pairs of any other request.
+/// The form body of a POST (none for a JSON body), or the query pairs of any other request.
 fn form_of(request: &Request) -> Vec<(String, String)> {
     if request.method == http::Method::POST {
         serde_urlencoded::from_bytes(&request.body).unwrap_or_default()
@@ -86,6 +94,9 @@ fn handle(
         }
         Endpoint::Revoke202603 => revoke(form, state),
         Endpoint::AccountInfoV3 | Endpoint::AccountInfo202603 => account_info(request, state, now),
+        Endpoint::CrmList | Endpoint::CrmGet | Endpoint::CrmSearch | Endpoint::CrmCreate => {
+            crm::handle(endpoint, request, state, now)
+        }
     }
 }
 
@@ -224,7 +235,7 @@ fn path_token(url: &Url) -> String {
     percent_decode(raw)
 }
 
-fn percent_decode(raw: &str) -> String {
+pub(crate) fn percent_decode(raw: &str) -> String {
     let bytes = raw.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
@@ -334,7 +345,7 @@ fn revoke(form: &[(String, String)], state: &mut State) -> Answer {
 
 // ---- account info ----
 
-fn bearer(request: &Request) -> Option<&str> {
+pub(crate) fn bearer(request: &Request) -> Option<&str> {
     let value = request.headers.get(http::header::AUTHORIZATION)?.to_str().ok()?.trim();
     let (scheme, token) = value.split_once(' ')?;
     scheme.eq_ignore_ascii_case("bearer").then_some(token.trim()).filter(|t| !t.is_empty())

@@ -8,6 +8,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use sha2::{Digest as _, Sha256};
 
+use super::crm::Crm;
 use super::random;
 use super::types::{
     DeadIntrospection, Decline, Endpoint, ErrorStyle, Failure, FakePortal, FakeUser, Rotation, TokenFields,
@@ -179,7 +180,9 @@ pub(crate) struct State {
     failures: HashMap<Endpoint, VecDeque<Failure>>,
     counts: HashMap<Endpoint, usize>,
     last_forms: HashMap<Endpoint, Vec<(String, String)>>,
+    authorizations: HashMap<Endpoint, Option<String>>,
     stale_presentations: usize,
+    pub(crate) crm: Crm,
     codes: HashMap<String, CodeRecord>,
     access: HashMap<String, AccessRecord>,
     refresh: HashMap<String, RefreshRecord>,
@@ -207,7 +210,9 @@ impl State {
             failures: HashMap::new(),
             counts: HashMap::new(),
             last_forms: HashMap::new(),
+            authorizations: HashMap::new(),
             stale_presentations: 0,
+            crm: Crm::new(),
             codes: HashMap::new(),
             access: HashMap::new(),
             refresh: HashMap::new(),
@@ -243,6 +248,15 @@ impl State {
         self.last_forms.get(&endpoint).cloned()
     }
 
+    /// Remembers the `Authorization` header of the latest request to `endpoint` (`None`: it had none).
+    pub(crate) fn remember_authorization(&mut self, endpoint: Endpoint, value: Option<String>) {
+        self.authorizations.insert(endpoint, value);
+    }
+
+    pub(crate) fn last_authorization(&self, endpoint: Endpoint) -> Option<String> {
+        self.authorizations.get(&endpoint).cloned().flatten()
+    }
+
     pub(crate) fn stale_presentations(&self) -> usize {
         self.stale_presentations
     }
@@ -250,6 +264,7 @@ impl State {
     pub(crate) fn reset_counts(&mut self) {
         self.counts.clear();
         self.stale_presentations = 0;
+        self.crm.reset_counts();
     }
 
     // ---- the world ----

@@ -245,11 +245,19 @@ pub enum Endpoint {
     AccountInfoV3,
     /// `GET /account-info/2026-03/details`.
     AccountInfo202603,
+    /// `GET /crm/v3/objects/{objectType}`: a page of objects (`limit`, `after`).
+    CrmList,
+    /// `GET /crm/v3/objects/{objectType}/{objectId}`.
+    CrmGet,
+    /// `POST /crm/v3/objects/{objectType}/search`.
+    CrmSearch,
+    /// `POST /crm/v3/objects/{objectType}`: creates an object.
+    CrmCreate,
 }
 
 impl Endpoint {
     /// Every endpoint, in declaration order.
-    pub const ALL: [Endpoint; 10] = [
+    pub const ALL: [Endpoint; 14] = [
         Endpoint::Authorize,
         Endpoint::TokenV1,
         Endpoint::Token202603,
@@ -260,7 +268,16 @@ impl Endpoint {
         Endpoint::Revoke202603,
         Endpoint::AccountInfoV3,
         Endpoint::AccountInfo202603,
+        Endpoint::CrmList,
+        Endpoint::CrmGet,
+        Endpoint::CrmSearch,
+        Endpoint::CrmCreate,
     ];
+
+    /// Whether this is one of the CRM objects endpoints (`/crm/v3/objects/...`).
+    pub fn is_crm(self) -> bool {
+        matches!(self, Endpoint::CrmList | Endpoint::CrmGet | Endpoint::CrmSearch | Endpoint::CrmCreate)
+    }
 
     /// The HTTP method and path pattern, e.g. `"POST /oauth/2026-03/token"`.
     pub fn route(self) -> &'static str {
@@ -275,6 +292,10 @@ impl Endpoint {
             Endpoint::Revoke202603 => "POST /oauth/2026-03/token/revoke",
             Endpoint::AccountInfoV3 => "GET /account-info/v3/details",
             Endpoint::AccountInfo202603 => "GET /account-info/2026-03/details",
+            Endpoint::CrmList => "GET /crm/v3/objects/{objectType}",
+            Endpoint::CrmGet => "GET /crm/v3/objects/{objectType}/{objectId}",
+            Endpoint::CrmSearch => "POST /crm/v3/objects/{objectType}/search",
+            Endpoint::CrmCreate => "POST /crm/v3/objects/{objectType}",
         }
     }
 }
