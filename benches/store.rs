@@ -83,33 +83,45 @@ fn compare<S, G, GF, U, UF>(
     group.finish();
 }
 
+/// [`compare`] for an sqlx-backed store: the raw driver runs the same `SELECT` and `UPDATE … WHERE version` on the
+/// store's own table through the store's own pool, with the backend's placeholders.
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+macro_rules! sql_compare {
+    ($c:expr, $name:literal, $rt:expr, $store:expr, [$p1:literal, $p2:literal, $p3:literal]) => {{
+        let pool = $store.pool().clone();
+        let table = format!("\"{}_connections\"", $store.prefix());
+        let select = format!("SELECT * FROM {table} WHERE id = {}", $p1);
+        let update = format!(
+            "UPDATE {table} SET version = {}, updated_at_ms = {} WHERE id = 'hc_raw' AND version = {}",
+            $p1, $p2, $p3
+        );
+        $rt.block_on($store.insert(&connection("hc_raw", 2), InsertRules::default())).unwrap();
+        compare(
+            $c,
+            $name,
+            $rt,
+            $store.clone(),
+            || async {
+                black_box(sqlx::query(&select).bind("hc_bench").fetch_one(&pool).await.unwrap());
+            },
+            |v| {
+                let (update, pool) = (&update, &pool);
+                async move {
+                    let r = sqlx::query(update).bind(v as i64).bind(v as i64).bind(v as i64 - 1).execute(pool).await;
+                    assert_eq!(r.unwrap().rows_affected(), 1);
+                }
+            },
+        );
+    }};
+}
+
 #[cfg(feature = "sqlite")]
 fn sqlite(c: &mut Criterion) {
     use hubspot_connect::store::SqliteStore;
     let rt = runtime();
     let path = std::env::temp_dir().join(format!("hubconnect-bench-{}.db", ConnectionId::random()));
     let store = rt.block_on(SqliteStore::open(&format!("sqlite://{}", path.display()))).unwrap();
-    let pool = store.pool().clone();
-    let table = format!("\"{}_connections\"", store.prefix());
-    let select = format!("SELECT * FROM {table} WHERE id = ?1");
-    let update = format!("UPDATE {table} SET version = ?1, updated_at_ms = ?2 WHERE id = 'hc_raw' AND version = ?3");
-    rt.block_on(store.insert(&connection("hc_raw", 2), InsertRules::default())).unwrap();
-    compare(
-        c,
-        "sqlite",
-        &rt,
-        store.clone(),
-        || async {
-            black_box(sqlx::query(&select).bind("hc_bench").fetch_one(&pool).await.unwrap());
-        },
-        |v| {
-            let (update, pool) = (&update, &pool);
-            async move {
-                let r = sqlx::query(update).bind(v as i64).bind(v as i64).bind(v as i64 - 1).execute(pool).await;
-                assert_eq!(r.unwrap().rows_affected(), 1);
-            }
-        },
-    );
+    sql_compare!(c, "sqlite", &rt, store, ["?1", "?2", "?3"]);
     rt.block_on(store.close());
     for suffix in ["", "-wal", "-shm"] {
         let mut p = path.clone().into_os_string();
@@ -131,27 +143,8 @@ fn postgres(c: &mut Criterion) {
     let rt = runtime();
     let prefix = format!("bench{}", std::process::id());
     let store = rt.block_on(PostgresStore::connect_with_prefix(&url, &prefix)).unwrap();
+    sql_compare!(c, "postgres", &rt, store, ["$1", "$2", "$3"]);
     let pool = store.pool().clone();
-    let table = format!("\"{prefix}_connections\"");
-    let select = format!("SELECT * FROM {table} WHERE id = $1");
-    let update = format!("UPDATE {table} SET version = $1, updated_at_ms = $2 WHERE id = 'hc_raw' AND version = $3");
-    rt.block_on(store.insert(&connection("hc_raw", 2), InsertRules::default())).unwrap();
-    compare(
-        c,
-        "postgres",
-        &rt,
-        store.clone(),
-        || async {
-            black_box(sqlx::query(&select).bind("hc_bench").fetch_one(&pool).await.unwrap());
-        },
-        |v| {
-            let (update, pool) = (&update, &pool);
-            async move {
-                let r = sqlx::query(update).bind(v as i64).bind(v as i64).bind(v as i64 - 1).execute(pool).await;
-                assert_eq!(r.unwrap().rows_affected(), 1);
-            }
-        },
-    );
     rt.block_on(async {
         for t in ["connections", "pending", "leases", "schema"] {
             sqlx::query(&format!("DROP TABLE \"{prefix}_{t}\"")).execute(&pool).await.unwrap();
