@@ -346,6 +346,18 @@ fn corrupt(what: &str, detail: impl fmt::Display) -> Error {
     Error::new(ErrorCode::StoreUnavailable, format!("a stored {what} cannot be read: {detail}"))
 }
 
+/// A stored record's JSON. The JSON error is not attached: its text can quote part of the record, a token included.
+fn parse_record<T: serde::de::DeserializeOwned>(what: &str, record: &str) -> Result<T> {
+    serde_json::from_str(record).map_err(|e| {
+        corrupt(what, format_args!("invalid JSON at line {} column {} ({:?})", e.line(), e.column(), e.classify()))
+    })
+}
+
+/// A stored time, or an error naming the field.
+fn time_of(what: &str, ms: i64, field: &str) -> Result<SystemTime> {
+    from_ms(ms).ok_or_else(|| corrupt(what, format_args!("{field} out of range")))
+}
+
 fn encode_connection(c: &Connection) -> Result<String> {
     let stored = StoredConnection {
         id: c.id.as_str().to_owned(),
@@ -375,11 +387,8 @@ fn encode_connection(c: &Connection) -> Result<String> {
 fn decode_connection(version: &str, record: &str) -> Result<Connection> {
     const WHAT: &str = "connection";
     let version: u64 = version.parse().map_err(|_| corrupt(WHAT, "its version is not a number"))?;
-    // The JSON error is not attached: its text can quote part of the record, a token included.
-    let s: StoredConnection = serde_json::from_str(record).map_err(|e| {
-        corrupt(WHAT, format_args!("invalid JSON at line {} column {} ({:?})", e.line(), e.column(), e.classify()))
-    })?;
-    let time = |ms: i64, field: &str| from_ms(ms).ok_or_else(|| corrupt(WHAT, format_args!("{field} out of range")));
+    let s: StoredConnection = parse_record(WHAT, record)?;
+    let time = |ms: i64, field: &str| time_of(WHAT, ms, field);
     let id = format!("{:?}", s.id);
     Ok(Connection {
         kind: parse_kind(&s.kind).ok_or_else(|| corrupt(WHAT, format_args!("{id}: unknown credential kind")))?,
@@ -427,10 +436,8 @@ fn encode_pending(p: &PendingAuthorization) -> Result<String> {
 
 fn decode_pending(record: &str) -> Result<PendingAuthorization> {
     const WHAT: &str = "pending authorization";
-    let s: StoredPending = serde_json::from_str(record).map_err(|e| {
-        corrupt(WHAT, format_args!("invalid JSON at line {} column {} ({:?})", e.line(), e.column(), e.classify()))
-    })?;
-    let time = |ms: i64, field: &str| from_ms(ms).ok_or_else(|| corrupt(WHAT, format_args!("{field} out of range")));
+    let s: StoredPending = parse_record(WHAT, record)?;
+    let time = |ms: i64, field: &str| time_of(WHAT, ms, field);
     Ok(PendingAuthorization {
         created_at: time(s.created_at_ms, "created_at")?,
         expires_at: time(s.expires_at_ms, "expires_at")?,
