@@ -184,7 +184,9 @@ impl Drop for Inner {
                     }
                 }
             }
-            Err(e) => tracing::warn!(error = %e, "could not start a thread to stop the fake HubSpot; it was stopped in place"),
+            Err(e) => {
+                tracing::warn!(error = %e, "could not start a thread to stop the fake HubSpot; it was stopped in place")
+            }
         }
     }
 }
