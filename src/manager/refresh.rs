@@ -599,3 +599,60 @@ fn stored_error(c: &Connection, fallback: ErrorCode) -> Error {
         None => Error::new(fallback, format!("connection {} is {}", c.id, c.status)),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use super::*;
+    use crate::clock::ManualClock;
+    use crate::connection::Connection;
+    use crate::store::{ConnectionStore, InsertRules, MemoryStore};
+    use crate::{ClientSecret, HubSpotConnector, RefreshToken};
+
+    async fn manager(clock: &ManualClock) -> Connections<HubSpotConnector, Arc<MemoryStore>> {
+        let connector = HubSpotConnector::builder("id", ClientSecret::new("secret"), "http://localhost/cb")
+            .build()
+            .unwrap_or_else(|e| panic!("{e}"));
+        Connections::builder(connector, Arc::new(MemoryStore::new())).clock(Arc::new(clock.clone())).build()
+    }
+
+    async fn seed(m: &Connections<HubSpotConnector, Arc<MemoryStore>>, n: u64) -> ConnectionId {
+        let now = m.now();
+        let c = Connection::new(
+            format!("t{n}"),
+            n,
+            AccessToken::new(format!("access-{n}")),
+            Some(RefreshToken::new(format!("refresh-{n}"))),
+            Some(now + Duration::from_secs(1_800)),
+            now,
+        );
+        let inserted = m.store().insert(&c, InsertRules::default()).await;
+        assert!(inserted.is_ok());
+        c.id
+    }
+
+    #[tokio::test]
+    async fn per_connection_state_does_not_grow_with_every_connection_ever_touched() {
+        let clock = ManualClock::new();
+        let m = manager(&clock).await;
+        let mut first = Vec::new();
+        for n in 0..2_000 {
+            let id = seed(&m, n).await;
+            assert!(m.access_token(&id).await.is_ok());
+            first.push(id);
+        }
+        assert_eq!(lock(&m.inner.flights).len(), 0, "no flight outlives its call");
+        // Ten idle minutes later, new connections are used: the idle entries make room.
+        clock.advance(Duration::from_secs(601));
+        for n in 2_000..2_100 {
+            let id = seed(&m, n).await;
+            assert!(m.access_token(&id).await.is_ok());
+        }
+        let cached = m.inner.cache.read().map(|c| c.entries.len()).unwrap_or_default();
+        assert!(cached < 2_000, "{cached} cache entries kept");
+        // An evicted connection is simply read again.
+        assert!(m.access_token(&first[0]).await.is_ok());
+    }
+}
