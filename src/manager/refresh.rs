@@ -392,6 +392,7 @@ impl<C: Connector, S: TokenStore> Connections<C, S> {
         };
         let error = match self.inner.connector.refresh(&refresh_token).await {
             Ok(set) => {
+                crate::failpoint::hit("refresh.answered");
                 let mut next = c.next_version(self.now());
                 next.access_token = set.access_token;
                 next.refresh_token = set.refresh_token.or(c.refresh_token.clone());
@@ -436,8 +437,10 @@ impl<C: Connector, S: TokenStore> Connections<C, S> {
         let mut attempt = 0;
         loop {
             attempt += 1;
+            crate::failpoint::hit("refresh.before_store_write");
             match self.inner.store.compare_and_swap(&next).await {
                 Ok(true) => {
+                    crate::failpoint::hit("refresh.after_store_write");
                     self.remember(&next);
                     self.emit(EventKind::Refreshed, &next);
                     if recovered {
