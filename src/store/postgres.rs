@@ -347,7 +347,6 @@ struct Sql {
     take_pending: String,
     try_lease: String,
     release_lease: String,
-    purge_leases: String,
 }
 
 impl Sql {
@@ -399,7 +398,6 @@ impl Sql {
                  RETURNING key"
             ),
             release_lease: format!("DELETE FROM {leases} WHERE key = $1 AND owner = $2"),
-            purge_leases: format!("DELETE FROM {leases} WHERE until_ms < $1"),
         }
     }
 }
@@ -734,17 +732,6 @@ impl PendingStore for PostgresStore {
     }
 }
 
-impl PostgresStore {
-    /// Deletes leases that expired an hour or more before `now` (their holders never released them: crashed). Runs
-    /// when a lease is taken, which is when a refresh is about to happen anyway; a failure only leaves rows behind.
-    async fn purge_leases(&self, now: SystemTime) {
-        let horizon = now.checked_sub(Duration::from_secs(3_600)).unwrap_or(SystemTime::UNIX_EPOCH);
-        if let Err(e) = sqlx::query(&self.sql.purge_leases).bind(to_ms(horizon)).execute(&self.pool).await {
-            tracing::debug!(error = %e, "could not purge expired leases");
-        }
-    }
-}
-
 #[async_trait]
 impl LeaseStore for PostgresStore {
     async fn try_lease(&self, key: &str, owner: &str, ttl: Duration, now: SystemTime) -> Result<bool> {
@@ -758,9 +745,6 @@ impl LeaseStore for PostgresStore {
             .fetch_optional(&self.pool)
             .await
             .map_err(|e| store_error("taking a lease", e))?;
-        if row.is_some() {
-            self.purge_leases(now).await;
-        }
         Ok(row.is_some())
     }
 

@@ -324,7 +324,6 @@ struct Sql {
     take_pending: String,
     try_lease: String,
     release_lease: String,
-    purge_leases: String,
 }
 
 impl Sql {
@@ -363,7 +362,6 @@ impl Sql {
                  WHERE {leases}.owner = excluded.owner OR {leases}.until_ms <= ?4 OR {leases}.until_ms > 2 * ?3 - ?4"
             ),
             release_lease: format!("DELETE FROM {leases} WHERE key = ?1 AND owner = ?2"),
-            purge_leases: format!("DELETE FROM {leases} WHERE until_ms < ?1"),
         }
     }
 }
@@ -674,17 +672,6 @@ impl PendingStore for SqliteStore {
     }
 }
 
-impl SqliteStore {
-    /// Deletes leases that expired an hour or more before `now` (their holders never released them: crashed). Runs
-    /// when a lease is taken, which is when a refresh is about to happen anyway; a failure only leaves rows behind.
-    async fn purge_leases(&self, now: SystemTime) {
-        let horizon = now.checked_sub(Duration::from_secs(3_600)).unwrap_or(SystemTime::UNIX_EPOCH);
-        if let Err(e) = sqlx::query(&self.sql.purge_leases).bind(to_ms(horizon)).execute(&self.pool).await {
-            tracing::debug!(error = %e, "could not purge expired leases");
-        }
-    }
-}
-
 #[async_trait]
 impl LeaseStore for SqliteStore {
     async fn try_lease(&self, key: &str, owner: &str, ttl: Duration, now: SystemTime) -> Result<bool> {
@@ -697,11 +684,7 @@ impl LeaseStore for SqliteStore {
             .execute(&self.pool)
             .await
             .map_err(|e| store_error("taking a lease", e))?;
-        let taken = result.rows_affected() == 1;
-        if taken {
-            self.purge_leases(now).await;
-        }
-        Ok(taken)
+        Ok(result.rows_affected() == 1)
     }
 
     async fn release_lease(&self, key: &str, owner: &str) -> Result<bool> {
