@@ -67,8 +67,8 @@ impl fmt::Debug for PortalLimit {
 pub struct Policy {
     /// Refresh this long before expiry. Default 5 minutes.
     pub refresh_margin: Duration,
-    /// Up to this much more, at random per token, so many connections do not refresh in the same second.
-    /// Default 30 s.
+    /// Up to this much more, fixed per token (every process and every check agree), so many connections do not
+    /// refresh in the same second. Default 30 s. The refresh point is never earlier than half the token's lifetime.
     pub refresh_jitter: Duration,
     /// How long a started authorization is accepted. Default 10 minutes.
     pub auth_ttl: Duration,
