@@ -240,14 +240,19 @@ async fn a_stale_writer_loses_and_nothing_is_overwritten() {
     let c = issued_29_minutes_ago(&issued, clock.now());
     store.insert(&c, InsertRules::default()).await.unwrap();
 
-    // The slow worker takes the lease; HubSpot takes 800 ms to answer it.
-    fake.fail(Endpoint::Token202603, Failure::Slow(Duration::from_millis(800)), 1);
+    // The slow worker takes the lease; HubSpot takes 5 s to answer it (far longer than the fast worker needs).
+    fake.fail(Endpoint::Token202603, Failure::Slow(Duration::from_secs(5)), 1);
     let slow_call = {
         let slow = slow.clone();
         let id = c.id.clone();
         tokio::spawn(async move { slow.access_token(&id).await })
     };
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    for _ in 0..6_000 {
+        if fake.token_requests() == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     assert_eq!(fake.token_requests(), 1, "the slow worker's request is in flight");
     // Its lease runs out; the fast worker takes over and refreshes at once.
     clock.advance(Duration::from_secs(5));

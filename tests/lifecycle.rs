@@ -368,11 +368,23 @@ async fn a_dropped_caller_does_not_lose_the_refresh() {
     let m = w.manager.clone();
     let id = c.id.clone();
     let caller = tokio::spawn(async move { m.access_token(&id).await });
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    // Cancelled once its request is on the wire.
+    for _ in 0..6_000 {
+        if w.fake.token_requests() == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     caller.abort();
     assert!(caller.await.unwrap_err().is_cancelled());
-    tokio::time::sleep(Duration::from_millis(600)).await;
-    let stored = w.manager.status(&c.id).await.unwrap();
+    let mut stored = w.manager.status(&c.id).await.unwrap();
+    for _ in 0..6_000 {
+        if stored.access_token != c.access_token {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        stored = w.manager.status(&c.id).await.unwrap();
+    }
     assert_ne!(stored.access_token, c.access_token, "the refresh finished and was stored");
     assert_eq!(w.manager.access_token(&c.id).await.unwrap(), stored.access_token);
     assert_eq!(w.fake.token_requests(), 1);

@@ -133,13 +133,18 @@ impl World {
     }
 }
 
-/// Yields until `f` holds (bounded: a stuck condition fails instead of hanging).
+/// Waits until `f` holds: yields first, then sleeps a little between looks; gives up (failing, not hanging) after
+/// about a minute, which only a stuck condition reaches.
 async fn until(what: &str, f: impl Fn() -> bool) {
-    for _ in 0..100_000 {
+    for look in 0..13_000 {
         if f() {
             return;
         }
-        tokio::task::yield_now().await;
+        if look < 1_000 {
+            tokio::task::yield_now().await;
+        } else {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
     }
     panic!("never happened: {what}");
 }
@@ -208,8 +213,8 @@ async fn a_stale_transient_failure_never_turns_needs_reauth_back_into_backoff() 
 
 // ---- 3. Forced refreshes across instances refresh twice ----
 
-/// Two instances on the real clock: the first one's request is in flight (HubSpot takes 300 ms) when the second
-/// asks for a forced refresh of the same connection.
+/// Two instances on the real clock: the first one's request is in flight (HubSpot takes 2 s, far longer than the
+/// second needs to read the store) when the second asks for a forced refresh of the same connection.
 async fn two_instances_one_slow_refresh()
 -> (FakeHubSpot, [Connections<HubSpotConnector, Arc<MemoryStore>>; 2], Connection) {
     let fake = FakeHubSpot::start().await;
@@ -230,7 +235,7 @@ async fn two_instances_one_slow_refresh()
         now - Duration::from_secs(2 * 86_400),
     );
     store.insert(&c, InsertRules::default()).await.unwrap();
-    fake.fail(Endpoint::Token202603, Failure::Slow(Duration::from_millis(300)), 1);
+    fake.fail(Endpoint::Token202603, Failure::Slow(Duration::from_secs(2)), 1);
     (fake, managers, c)
 }
 
