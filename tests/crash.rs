@@ -8,52 +8,27 @@
 #![cfg(feature = "failpoints")]
 #![allow(clippy::unwrap_used, clippy::print_stderr)]
 
+mod common;
+
 use std::io::BufRead as _;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::sync::Arc;
 use std::time::Duration;
 
-use hubspot_connect::store::{InsertRules, TokenStore};
+use hubspot_connect::store::InsertRules;
 use hubspot_connect::testing::{Endpoint, Failure, FakeHubSpot, Rotation};
 use hubspot_connect::{
-    AccessToken, Clock, Connection, ConnectionId, ConnectionStatus, Connections, ErrorCode, HubSpotConnector,
-    ManualClock, Policy, RefreshToken, RetryPolicy, SystemClock,
+    AccessToken, Clock, Connection, ConnectionId, ConnectionStatus, Connections, ErrorCode, ManualClock, Policy,
+    RefreshToken, RetryPolicy, SystemClock,
 };
-
-async fn open_store(url: &str, prefix: &str) -> Arc<dyn TokenStore> {
-    if url.starts_with("sqlite:") {
-        return Arc::new(hubspot_connect::store::SqliteStore::open_with_prefix(url, prefix).await.unwrap());
-    }
-    #[cfg(feature = "postgres")]
-    if url.starts_with("postgres") {
-        return Arc::new(hubspot_connect::store::PostgresStore::connect_with_prefix(url, prefix).await.unwrap());
-    }
-    #[cfg(feature = "redis")]
-    if url.starts_with("redis") {
-        return Arc::new(hubspot_connect::store::RedisStore::connect_with_prefix(url, prefix).await.unwrap());
-    }
-    panic!("no store for {url}");
-}
 
 /// The worker: refreshes one connection with `access_token` (its token is due), on the real clock.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "run by the crash tests as a child process"]
 async fn crash_worker() {
-    let Ok(store_url) = std::env::var("HC_CRASH_STORE") else { return };
-    let prefix = std::env::var("HC_CRASH_PREFIX").unwrap();
-    let api = std::env::var("HC_CRASH_API").unwrap();
-    let id = ConnectionId::new(std::env::var("HC_CRASH_CONNECTION").unwrap());
-    let connector = HubSpotConnector::builder(
-        std::env::var("HC_CRASH_CLIENT_ID").unwrap(),
-        hubspot_connect::ClientSecret::new(std::env::var("HC_CRASH_CLIENT_SECRET").unwrap()),
-        "http://localhost:3000/oauth/callback",
-    )
-    .auth_base(&api)
-    .api_base(&api)
-    .timeout(Duration::from_secs(120))
-    .build()
-    .unwrap();
-    let store = open_store(&store_url, &prefix).await;
+    let Some((store, connector, id)) = common::worker_from_env(|b| b.timeout(Duration::from_secs(120))).await else {
+        return;
+    };
     let manager = Connections::builder(connector, store).owner("doomed-worker").build();
     // The token is due but still valid: this caller must refresh, because it wins the lease.
     let token = manager.refresh(&id, false).await;
@@ -90,7 +65,7 @@ async fn kill_mid_refresh(store_url: &str, point: Point) {
     let fake = FakeHubSpot::start().await;
     fake.set_rotation(Rotation::Strict);
     let prefix = format!("crash_{}", &ConnectionId::random().as_str()[3..15]);
-    let store = open_store(store_url, &prefix).await;
+    let store = common::open_store(store_url, &prefix).await;
     let issued = fake.issue(62515, &["oauth"]);
     let now = SystemClock.now();
     // A 30-minute token issued 28 minutes ago: due (5-minute margin), valid for two more minutes.
@@ -108,14 +83,7 @@ async fn kill_mid_refresh(store_url: &str, point: Point) {
         fake.fail(Endpoint::Token202603, Failure::Slow(Duration::from_secs(60)), 1);
     }
 
-    let mut child = Command::new(std::env::current_exe().unwrap())
-        .args(["--ignored", "--exact", "crash_worker", "--nocapture", "--test-threads", "1"])
-        .env("HC_CRASH_STORE", store_url)
-        .env("HC_CRASH_PREFIX", &prefix)
-        .env("HC_CRASH_API", fake.uri())
-        .env("HC_CRASH_CONNECTION", c.id.as_str())
-        .env("HC_CRASH_CLIENT_ID", fake.client_id())
-        .env("HC_CRASH_CLIENT_SECRET", fake.client_secret())
+    let mut child = common::worker_command("crash_worker", store_url, &prefix, &fake, &c.id)
         .env("HUBCONNECT_FAILPOINT", point.failpoint().unwrap_or("none"))
         .stdout(Stdio::null())
         .stderr(Stdio::piped())

@@ -6,54 +6,25 @@
 //! `HUBCONNECT_TEST_POSTGRES_URL` / `HUBCONNECT_TEST_REDIS_URL` are set, and say loudly when they are skipped.
 #![allow(clippy::unwrap_used, clippy::print_stdout, clippy::print_stderr)]
 
-use std::process::Command;
+mod common;
+
 use std::sync::Arc;
 use std::time::Duration;
 
-use hubspot_connect::store::{ConnectionStore, InsertRules, MemoryStore, TokenStore};
+use hubspot_connect::store::{ConnectionStore, InsertRules, MemoryStore};
 use hubspot_connect::testing::{Endpoint, Failure, FakeHubSpot, Rotation};
 use hubspot_connect::{
-    AccessToken, Clock, Connection, ConnectionId, Connections, HubSpotConnector, ManualClock, Policy, RefreshToken,
-    SystemClock,
+    AccessToken, Clock, Connection, ConnectionId, Connections, ManualClock, Policy, RefreshToken, SystemClock,
 };
 
 const PROCESSES: usize = 8;
 const TASKS: usize = 100;
 
-/// Opens the store a worker was told to use.
-async fn open_store(url: &str, prefix: &str) -> Arc<dyn TokenStore> {
-    if url.starts_with("sqlite:") {
-        return Arc::new(hubspot_connect::store::SqliteStore::open_with_prefix(url, prefix).await.unwrap());
-    }
-    #[cfg(feature = "postgres")]
-    if url.starts_with("postgres") {
-        return Arc::new(hubspot_connect::store::PostgresStore::connect_with_prefix(url, prefix).await.unwrap());
-    }
-    #[cfg(feature = "redis")]
-    if url.starts_with("redis") {
-        return Arc::new(hubspot_connect::store::RedisStore::connect_with_prefix(url, prefix).await.unwrap());
-    }
-    panic!("no store for {url}");
-}
-
 /// A worker process: `TASKS` concurrent `access_token` calls; prints each token's hash, one per line.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "run by the multi-process tests as a child process"]
 async fn worker() {
-    let Ok(store_url) = std::env::var("HC_WORKER_STORE") else { return };
-    let prefix = std::env::var("HC_WORKER_PREFIX").unwrap();
-    let api = std::env::var("HC_WORKER_API").unwrap();
-    let id = ConnectionId::new(std::env::var("HC_WORKER_CONNECTION").unwrap());
-    let connector = HubSpotConnector::builder(
-        std::env::var("HC_WORKER_CLIENT_ID").unwrap(),
-        hubspot_connect::ClientSecret::new(std::env::var("HC_WORKER_CLIENT_SECRET").unwrap()),
-        "http://localhost:3000/oauth/callback",
-    )
-    .auth_base(&api)
-    .api_base(&api)
-    .build()
-    .unwrap();
-    let store = open_store(&store_url, &prefix).await;
+    let Some((store, connector, id)) = common::worker_from_env(|b| b).await else { return };
     let mut policy = Policy::default();
     policy.lease_poll = Duration::from_millis(20);
     let manager = Connections::builder(connector, store).policy(policy).build();
@@ -89,23 +60,15 @@ async fn many_processes_one_refresh(store_url: &str) {
     let fake = FakeHubSpot::start().await;
     fake.set_rotation(Rotation::Strict);
     let prefix = format!("xp_{}", &ConnectionId::random().as_str()[3..15]);
-    let store = open_store(store_url, &prefix).await;
+    let store = common::open_store(store_url, &prefix).await;
     let issued = fake.issue(62515, &["oauth"]);
     let now = SystemClock.now();
     let c = issued_29_minutes_ago(&issued, now);
     store.insert(&c, InsertRules::default()).await.unwrap();
 
-    let exe = std::env::current_exe().unwrap();
     let children: Vec<_> = (0..PROCESSES)
         .map(|_| {
-            Command::new(&exe)
-                .args(["--ignored", "--exact", "worker", "--nocapture", "--test-threads", "1"])
-                .env("HC_WORKER_STORE", store_url)
-                .env("HC_WORKER_PREFIX", &prefix)
-                .env("HC_WORKER_API", fake.uri())
-                .env("HC_WORKER_CONNECTION", c.id.as_str())
-                .env("HC_WORKER_CLIENT_ID", fake.client_id())
-                .env("HC_WORKER_CLIENT_SECRET", fake.client_secret())
+            common::worker_command("worker", store_url, &prefix, &fake, &c.id)
                 .stdout(std::process::Stdio::piped())
                 .stderr(std::process::Stdio::piped())
                 .spawn()
