@@ -409,6 +409,28 @@ async fn garbage_from_the_token_endpoint() {
             ),
             ErrorCode::ReconnectRequired,
         ),
+        (
+            // Finding 9: a token beside an error is an error, typed by the error.
+            "token and error",
+            raw(200, json, r#"{"access_token":"CANARY-AT","refresh_token":"CANARY-AT2","error":"invalid_grant"}"#),
+            ErrorCode::ReconnectRequired,
+        ),
+        (
+            "token and unknown error",
+            raw(200, json, r#"{"access_token":"CANARY-AT","error":"something_new"}"#),
+            ErrorCode::HubspotUnavailable,
+        ),
+        (
+            // Finding 9: a token with CR/LF (a header injection if ever sent) is never stored.
+            "access token with CR/LF",
+            raw(200, json, r#"{"access_token":"CANARY-AT\r\nX-Injected: 1","expires_in":60}"#),
+            ErrorCode::HubspotUnavailable,
+        ),
+        (
+            "refresh token with a space",
+            raw(200, json, r#"{"access_token":"CANARY-AT","refresh_token":"CANARY AT2"}"#),
+            ErrorCode::HubspotUnavailable,
+        ),
         ("2 MiB body", raw(200, json, vec![b' '; 2 * 1024 * 1024]), ErrorCode::HubspotUnavailable),
         ("2 MiB error body", raw(400, json, vec![b' '; 2 * 1024 * 1024]), ErrorCode::HubspotUnavailable),
         ("400 html", raw(400, "text/html", "<html>400</html>"), ErrorCode::HubspotUnavailable),
@@ -425,7 +447,7 @@ async fn garbage_from_the_token_endpoint() {
         e.fake.fail(Endpoint::Token202603, failure, 3);
         let err = e.hubspot.refresh(&refresh).await.unwrap_err();
         assert_eq!(err.code(), code, "{name}: {err}");
-        assert_clean(&err, &["REFRESH-ECHO", "CANARY-AT", e.fake.client_secret()]);
+        assert_clean(&err, &["REFRESH-ECHO", "CANARY-AT", "CANARY AT2", e.fake.client_secret()]);
         assert!(!err.message().contains('\n'), "{name}: one line");
     }
 }

@@ -214,14 +214,23 @@ async fn read_capped(op: Op, mut response: reqwest::Response) -> Result<Vec<u8>,
     }
 }
 
-/// Parses `Retry-After`: delay-seconds or an HTTP date (relative to `clock`).
+/// The longest `Retry-After` believed (a day); a longer one is read as a day.
+pub(crate) const MAX_RETRY_AFTER: Duration = Duration::from_secs(86_400);
+
+/// Parses `Retry-After`: delay-seconds or an HTTP date (relative to `clock`), at most [`MAX_RETRY_AFTER`].
 pub(crate) fn retry_after(headers: &HeaderMap, clock: &dyn Clock) -> Option<Duration> {
-    let value = headers.get(http::header::RETRY_AFTER)?.to_str().ok()?.trim();
-    if let Ok(secs) = value.parse::<u64>() {
-        return Some(Duration::from_secs(secs.min(86_400)));
+    parse_retry_after(headers.get(http::header::RETRY_AFTER)?.as_bytes(), clock.now())
+}
+
+/// `Retry-After`'s value: delay-seconds or an HTTP date, relative to `now`; `None` when it is neither.
+pub(crate) fn parse_retry_after(value: &[u8], now: std::time::SystemTime) -> Option<Duration> {
+    let value = std::str::from_utf8(value).ok()?.trim();
+    if !value.is_empty() && value.bytes().all(|b| b.is_ascii_digit()) {
+        let secs = value.parse::<u64>().unwrap_or(u64::MAX);
+        return Some(Duration::from_secs(secs).min(MAX_RETRY_AFTER));
     }
     let when = httpdate::parse_http_date(value).ok()?;
-    Some(when.duration_since(clock.now()).unwrap_or(Duration::ZERO))
+    Some(when.duration_since(now).unwrap_or(Duration::ZERO).min(MAX_RETRY_AFTER))
 }
 
 /// Turns a non-2xx answer into a typed error. `secrets` are scrubbed from anything HubSpot echoed.
@@ -232,10 +241,7 @@ pub(crate) fn retry_after(headers: &HeaderMap, clock: &dyn Clock) -> Option<Dura
 pub(crate) fn map_error(op: Op, answer: &Answer, secrets: &[&str], clock: &dyn Clock) -> Error {
     let status = answer.status;
     let what = op.what();
-    let body = HubSpotError::from_json(Some(status), &answer.body).map(|mut b| {
-        b.scrub(secrets);
-        b
-    });
+    let body = HubSpotError::from_json_scrubbed(Some(status), &answer.body, secrets);
     let rate_limited = status == 429
         || body.as_ref().is_some_and(|b| {
             b.category.as_deref() == Some("RATE_LIMITS") || b.error_type.as_deref() == Some("RATE_LIMIT")
@@ -492,6 +498,48 @@ mod tests {
         );
         assert_eq!(e.correlation_id(), Some("cid-9"));
         assert!(!format!("{e:?}").contains("SECRET-abc"));
+    }
+
+    #[test]
+    fn retry_after_is_capped_in_both_forms() {
+        let now = std::time::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        assert_eq!(parse_retry_after(b"99999999999999999999999", now), Some(MAX_RETRY_AFTER));
+        let far = httpdate::fmt_http_date(now + Duration::from_secs(400 * 86_400));
+        assert_eq!(parse_retry_after(far.as_bytes(), now), Some(MAX_RETRY_AFTER));
+        let past = httpdate::fmt_http_date(now - Duration::from_secs(60));
+        assert_eq!(parse_retry_after(past.as_bytes(), now), Some(Duration::ZERO));
+        for bad in [&b""[..], b"-1", b"+5", b"1.5", b"soon", b"\xff\xfe", b"5 s"] {
+            assert_eq!(parse_retry_after(bad, now), None, "{bad:?}");
+        }
+    }
+
+    mod properties {
+        use super::super::*;
+        use proptest::prelude::*;
+
+        proptest! {
+            #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
+
+            /// Any bytes: a delay of at most a day, or nothing; never a panic.
+            #[test]
+            fn any_bytes(value in proptest::collection::vec(any::<u8>(), 0..40), now in 0u64..4_000_000_000) {
+                let now = std::time::UNIX_EPOCH + Duration::from_secs(now);
+                if let Some(d) = parse_retry_after(&value, now) {
+                    prop_assert!(d <= MAX_RETRY_AFTER);
+                }
+            }
+
+            /// Delay-seconds read as themselves (capped); an HTTP date as the time until it (capped).
+            #[test]
+            fn both_forms(secs in any::<u64>(), ahead in 0u64..10_000_000, now in 0u64..4_000_000_000) {
+                let now = std::time::UNIX_EPOCH + Duration::from_secs(now);
+                let expected = Duration::from_secs(secs).min(MAX_RETRY_AFTER);
+                prop_assert_eq!(parse_retry_after(format!(" {secs} ").as_bytes(), now), Some(expected));
+                let date = httpdate::fmt_http_date(now + Duration::from_secs(ahead));
+                let expected = Duration::from_secs(ahead).min(MAX_RETRY_AFTER);
+                prop_assert_eq!(parse_retry_after(date.as_bytes(), now), Some(expected));
+            }
+        }
     }
 
     #[test]

@@ -2,7 +2,7 @@
 
 pub(crate) mod http;
 mod info;
-mod token;
+pub(crate) mod token;
 
 use std::fmt;
 use std::str::FromStr;
@@ -399,7 +399,10 @@ impl HubSpotConnector {
             }
         };
         let body = match result {
-            Ok(body) => body,
+            Ok(body) => match body.error_body() {
+                Some(error) => return Err(error_in_success(op, error, &secrets, self.clock().as_ref())),
+                None => body,
+            },
             Err(RequestTokenError::Request(e)) => return Err(e),
             Err(RequestTokenError::ServerResponse(TokenErrorBody(body))) => {
                 return Err(error_in_success(op, body, &secrets, self.clock().as_ref()));

@@ -438,12 +438,13 @@ impl<C: Connector, S: TokenStore> Connections<C, S> {
         if let (None, Some(error)) = (&callback.state, &callback.error) {
             return Err(access_denied(error, callback.error_description.as_deref()));
         }
-        let pending = pending.ok_or_else(|| {
+        let mut pending = pending.ok_or_else(|| {
             Error::new(
                 ErrorCode::InvalidState,
                 "the callback's state is unknown, already used or forged; nothing was exchanged",
             )
         })?;
+        pending.return_to = callback::recheck_return_path(pending.return_to.take());
         if tenant.is_some_and(|t| t != pending.tenant) {
             return Err(Error::new(
                 ErrorCode::InvalidState,

@@ -16,12 +16,12 @@
 
 #[cfg(any(feature = "sqlite", feature = "postgres", feature = "redis"))]
 mod codec;
-mod encrypted;
+pub(crate) mod encrypted;
 mod memory;
 #[cfg(feature = "postgres")]
 mod postgres;
 #[cfg(feature = "redis")]
-mod redis;
+pub(crate) mod redis;
 #[cfg(feature = "sqlite")]
 mod sqlite;
 

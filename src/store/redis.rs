@@ -627,6 +627,30 @@ impl LeaseStore for RedisStore {
     }
 }
 
+/// For the `store_record` fuzz target: any text is a connection, a pending authorization, or a typed store error
+/// that never quotes the record; what decodes encodes back to a record that decodes to the same.
+#[cfg(feature = "fuzzing")]
+pub(crate) fn fuzz_record(data: &[u8]) {
+    let record = String::from_utf8_lossy(data).replace('\u{1}', "CANARY-secret");
+    match decode_connection("1", &record) {
+        Ok(c) => assert_eq!(decode_connection("1", &encode_connection(&c).expect("encodes")).expect("decodes"), c),
+        Err(e) => {
+            assert_eq!(e.code(), ErrorCode::StoreUnavailable);
+            assert!(!format!("{e} {e:?}").contains("CANARY-secret"), "the error quotes the record");
+        }
+    }
+    match decode_pending(&record) {
+        Ok(p) => {
+            let again = encode_pending(&p).expect("encodes");
+            assert_eq!(encode_pending(&decode_pending(&again).expect("decodes")).expect("encodes"), again);
+        }
+        Err(e) => {
+            assert_eq!(e.code(), ErrorCode::StoreUnavailable);
+            assert!(!format!("{e} {e:?}").contains("CANARY-secret"), "the error quotes the record");
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -644,6 +668,101 @@ mod tests {
         assert!(!format!("{e} {e:?}").contains("CANARY"));
         assert_eq!(decode_connection("x", "{}").unwrap_err().code(), ErrorCode::StoreUnavailable);
         assert_eq!(decode_pending("[]").unwrap_err().code(), ErrorCode::StoreUnavailable);
+    }
+
+    mod properties {
+        use super::*;
+        use crate::connection::{CredentialKind, LastError};
+        use proptest::prelude::*;
+
+        fn time() -> impl Strategy<Value = SystemTime> {
+            (-62_135_596_800_000i64..253_402_300_799_999).prop_map(|ms| from_ms(ms).unwrap())
+        }
+
+        prop_compose! {
+            fn connection()(
+                tenant in ".{1,20}",
+                portal_id in any::<u64>(),
+                private in any::<bool>(),
+                status in prop::sample::select(vec![
+                    ConnectionStatus::Connected, ConnectionStatus::NeedsReauth, ConnectionStatus::Backoff,
+                    ConnectionStatus::Disconnected,
+                ]),
+                access in ".{0,40}",
+                refresh in proptest::option::of(".{0,40}"),
+                expires_at in proptest::option::of(time()),
+                scopes in proptest::collection::vec("[a-z.]{1,20}", 0..4),
+                installed_by in proptest::option::of(".{0,20}"),
+                user_id in proptest::option::of(any::<u64>()),
+                account in proptest::option::of("[A-Z_]{1,16}"),
+                last_error in proptest::option::of((prop::sample::select(ErrorCode::ALL), ".{0,40}", time())),
+                retry_at in proptest::option::of(time()),
+                failures in any::<u32>(),
+                times in (time(), time(), time()),
+                version in any::<u64>(),
+            ) -> Connection {
+                let mut c = Connection::new(tenant, portal_id, AccessToken::new(access), refresh.map(RefreshToken::new), expires_at, times.0);
+                c.kind = if private { CredentialKind::PrivateApp } else { CredentialKind::OAuth };
+                c.status = status;
+                c.scopes = scopes.into_iter().map(Scope::new).collect();
+                c.installed_by = installed_by;
+                c.installed_by_user_id = user_id;
+                c.account_type = account.map(|a| AccountType::parse(&a));
+                c.last_error = last_error.map(|(code, message, at)| LastError { code, message, at });
+                c.retry_at = retry_at;
+                c.failures = failures;
+                c.updated_at = times.1;
+                c.refreshed_at = times.2;
+                c.version = version;
+                c
+            }
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+
+            /// Every connection survives its record unchanged.
+            #[test]
+            fn connections_round_trip(c in connection()) {
+                let record = encode_connection(&c).unwrap();
+                prop_assert_eq!(decode_connection(&c.version.to_string(), &record).unwrap(), c);
+            }
+
+            /// Every pending authorization survives its record unchanged.
+            #[test]
+            fn pending_round_trip(
+                state in "[a-f0-9]{1,64}",
+                tenant in ".{1,20}",
+                verifier in "[A-Za-z0-9_-]{43,128}",
+                portal in proptest::option::of(any::<u64>()),
+                return_to in proptest::option::of(".{0,40}"),
+                times in (time(), time()),
+            ) {
+                let mut p = PendingAuthorization::new(&state, tenant, PkceVerifier::new(verifier), times.0, times.1);
+                p.portal_id = portal;
+                p.return_to = return_to;
+                let back = decode_pending(&encode_pending(&p).unwrap()).unwrap();
+                prop_assert_eq!(encode_pending(&back).unwrap(), encode_pending(&p).unwrap());
+            }
+
+            /// Arbitrary text (or a damaged record) is a typed store error that never quotes the record.
+            #[test]
+            fn arbitrary_records_are_typed_errors(
+                version in ".{0,8}",
+                record in prop_oneof![".{0,200}", "\\{\"id\":\"x\",\"access_token\":\"CANARY-[a-z]{8}\"[,:\\[\\]{}a-z0-9\"]{0,20}"],
+            ) {
+                if let Err(e) = decode_connection(&version, &record) {
+                    prop_assert_eq!(e.code(), ErrorCode::StoreUnavailable);
+                    let text = format!("{e} {e:?}");
+                    prop_assert!(!text.contains("CANARY"));
+                }
+                if let Err(e) = decode_pending(&record) {
+                    prop_assert_eq!(e.code(), ErrorCode::StoreUnavailable);
+                    let text = format!("{e} {e:?}");
+                    prop_assert!(!text.contains("CANARY"));
+                }
+            }
+        }
     }
 
     #[test]
