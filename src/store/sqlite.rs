@@ -119,6 +119,9 @@ impl SqliteStore {
     pub async fn open_with_prefix(url_or_path: &str, prefix: &str) -> Result<Self> {
         validate_prefix("SQLite table", prefix)?;
         let (options, in_memory) = connect_options(url_or_path)?;
+        if !in_memory {
+            create_private(options.get_filename())?;
+        }
         let pool_options = if in_memory {
             // Every connection to `sqlite::memory:` would see its own database, and the database goes away with its
             // last connection: keep exactly one, forever.
@@ -184,6 +187,32 @@ fn connect_options(url_or_path: &str) -> Result<(SqliteConnectOptions, bool)> {
     let options = options.synchronous(SqliteSynchronous::Full);
     let options = if in_memory { options } else { options.journal_mode(SqliteJournalMode::Wal) };
     Ok((options, in_memory))
+}
+
+/// Creates the database file and its `-wal` and `-shm` companions, readable and writable by the owner only
+/// (0600), before SQLite opens them: SQLite would create them with the process's umask (often 0644), and without
+/// encryption at rest they hold every tenant's refresh token. Files that exist are left as they are.
+fn create_private(path: &std::path::Path) -> Result<()> {
+    let name = path.as_os_str();
+    if name.is_empty() || name == ":memory:" {
+        return Ok(());
+    }
+    for suffix in ["", "-wal", "-shm"] {
+        let mut file = name.to_owned();
+        file.push(suffix);
+        let mut open = std::fs::OpenOptions::new();
+        open.write(true).create_new(true);
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut open, 0o600);
+        match open.open(&file) {
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+            // A directory that does not exist or cannot be written: SQLite reports it the way it always has.
+            Err(_) if suffix.is_empty() => return Ok(()),
+            Err(e) => return Err(store_error("creating the SQLite file's companions", e)),
+        }
+    }
+    Ok(())
 }
 
 /// Connects, retrying for up to the busy timeout while the file is locked: switching a new file to WAL takes an
@@ -711,5 +740,35 @@ mod tests {
             assert_eq!(connect_options(url).map(|(_, mem)| mem).ok(), Some(false), "{url}");
         }
         assert_eq!(connect_options("  ").map(|_| ()).map_err(|e| e.code()), Err(ErrorCode::InvalidConfig));
+    }
+
+    /// Finding 1: the database and its WAL files are the owner's only (0600), whatever the umask.
+    #[cfg(unix)]
+    #[tokio::test]
+    async fn files_are_created_private() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = std::env::temp_dir().join(format!("hubconnect-mode-{}", crate::ConnectionId::random()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let db = dir.join("tokens.db");
+        for url in [format!("sqlite://{}", db.display()), dir.join("plain.db").display().to_string()] {
+            let store = SqliteStore::open(&url).await.unwrap();
+            store
+                .put_pending(PendingAuthorization::new(
+                    "s",
+                    "t",
+                    PkceVerifier::new("v"),
+                    std::time::UNIX_EPOCH,
+                    std::time::UNIX_EPOCH,
+                ))
+                .await
+                .unwrap();
+            let base = url.trim_start_matches("sqlite://").to_owned();
+            for file in [base.clone(), format!("{base}-wal"), format!("{base}-shm")] {
+                let mode = std::fs::metadata(&file).unwrap().permissions().mode() & 0o777;
+                assert_eq!(mode, 0o600, "{file}: {mode:o}");
+            }
+            store.close().await;
+        }
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }
