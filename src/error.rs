@@ -534,7 +534,32 @@ impl HubSpotError {
             for text in [&mut e.message, &mut e.code, &mut e.r#in, &mut e.sub_category].into_iter().flatten() {
                 *text = scrub(text, secrets);
             }
+            for scope in &mut e.scopes {
+                *scope = scrub(scope, secrets);
+            }
         }
+    }
+
+    /// Every text the body holds (for checks that no secret survived).
+    #[cfg(any(test, feature = "fuzzing"))]
+    pub(crate) fn texts(&self) -> Vec<&str> {
+        let top = [
+            &self.error,
+            &self.error_description,
+            &self.status,
+            &self.message,
+            &self.correlation_id,
+            &self.category,
+            &self.sub_category,
+            &self.policy_name,
+            &self.error_type,
+        ];
+        let mut out: Vec<&str> = top.into_iter().flatten().map(String::as_str).collect();
+        for e in &self.errors {
+            out.extend([&e.message, &e.code, &e.r#in, &e.sub_category].into_iter().flatten().map(String::as_str));
+            out.extend(e.scopes.iter().map(String::as_str));
+        }
+        out
     }
 }
 
@@ -711,13 +736,14 @@ mod tests {
             fn no_piece_of_a_secret_survives_an_error_body(secret in SECRET, pad in 400usize..520) {
                 let body = serde_json::json!({
                     "message": format!("{}{secret}", "p".repeat(pad)),
-                    "errors": [{"message": secret.clone()}],
+                    "errors": [{"message": secret.clone(), "context": {"missingScopes": [secret.clone()]}}],
                 });
                 let bytes = serde_json::to_vec(&body).unwrap();
                 let e = HubSpotError::from_json_scrubbed(Some(400), &bytes, &[&secret]).unwrap();
-                let debug = format!("{e:?}");
-                for piece in secret.as_bytes().windows(SCRUB_WINDOW) {
-                    prop_assert!(!debug.as_bytes().windows(SCRUB_WINDOW).any(|w| w == piece));
+                for text in e.texts() {
+                    for piece in secret.as_bytes().windows(SCRUB_WINDOW) {
+                        prop_assert!(!text.as_bytes().windows(SCRUB_WINDOW).any(|w| w == piece), "{text:?}");
+                    }
                 }
             }
 
