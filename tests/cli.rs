@@ -411,3 +411,36 @@ async fn secrets_from_files_and_never_in_help() {
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Finding 7: proxies named in the environment are not used silently (a proxy sees every token).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn environment_proxies_are_not_used() {
+    let e = Env::new().await;
+    let c = e.connect("acme").await;
+    let id = c["id"].as_str().unwrap().to_owned();
+    let proxy = wiremock::MockServer::start().await;
+    let uri = e.fake.uri();
+    let mut args: Vec<String> = [
+        "--store",
+        &e.store_url(),
+        "--client-id",
+        e.fake.client_id(),
+        "--client-secret",
+        e.fake.client_secret(),
+        "--auth-base",
+        &uri,
+        "--api-base",
+        &uri,
+    ]
+    .iter()
+    .map(|s| (*s).to_owned())
+    .collect();
+    args.extend(["test".to_owned(), id, "--json".to_owned()]);
+    let env: Vec<(&str, String)> = ["HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy"]
+        .into_iter()
+        .map(|k| (k, proxy.uri()))
+        .collect();
+    let r = e.raw(&args, &env).await;
+    assert_eq!(r.status, 0, "{}", r.stderr);
+    assert_eq!(proxy.received_requests().await.unwrap().len(), 0, "a request went through the proxy");
+}

@@ -9,8 +9,12 @@ use rand::Rng;
 use crate::clock::Clock;
 use crate::error::{Error, ErrorCode, HubSpotError};
 
-/// The largest body read from HubSpot (1 MiB). Anything longer is refused unread.
-pub(crate) const MAX_BODY: usize = 1024 * 1024;
+/// The largest answer read from HubSpot's OAuth and account endpoints by default (1 MiB): theirs are a few KiB.
+pub(crate) const MAX_OAUTH_BODY: usize = 1024 * 1024;
+
+/// The largest API answer read by default (64 MiB): far above HubSpot's largest page (a batch read or list of 100
+/// objects with every property is a few MiB).
+pub(crate) const MAX_API_BODY: usize = 64 * 1024 * 1024;
 
 /// How failed calls to HubSpot are retried. A code exchange is never retried.
 ///
@@ -109,20 +113,40 @@ pub(crate) struct Transport {
     client: reqwest::Client,
     pub(crate) clock: Arc<dyn Clock>,
     pub(crate) retry: RetryPolicy,
+    max_body: usize,
+}
+
+/// How a [`Transport`] reaches HubSpot besides its timeout, clock and retries.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Reach {
+    /// The largest answer read; a longer one is refused unread.
+    pub(crate) max_body: usize,
+    /// A proxy the vendor configured. Without one, no proxy is used, whatever the environment (`HTTPS_PROXY`, …)
+    /// says: a proxy sees every token.
+    pub(crate) proxy: Option<url::Url>,
 }
 
 impl Transport {
-    pub(crate) fn new(timeout: Duration, clock: Arc<dyn Clock>, retry: RetryPolicy) -> Result<Self, Error> {
-        let client = reqwest::Client::builder()
+    pub(crate) fn new(
+        timeout: Duration,
+        clock: Arc<dyn Clock>,
+        retry: RetryPolicy,
+        reach: Reach,
+    ) -> Result<Self, Error> {
+        let build_error = |e: reqwest::Error| {
+            Error::new(ErrorCode::InvalidConfig, "could not build the HTTP client").with_source(e.without_url())
+        };
+        let mut builder = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
             .timeout(timeout)
             .connect_timeout(timeout.min(Duration::from_secs(10)))
             .user_agent(concat!("hubspot-connect/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(|e| {
-                Error::new(ErrorCode::InvalidConfig, "could not build the HTTP client").with_source(e.without_url())
-            })?;
-        Ok(Self { client, clock, retry })
+            .no_proxy();
+        if let Some(proxy) = reach.proxy {
+            builder = builder.proxy(reqwest::Proxy::all(proxy.as_str()).map_err(build_error)?);
+        }
+        let client = builder.build().map_err(build_error)?;
+        Ok(Self { client, clock, retry, max_body: reach.max_body })
     }
 
     /// Sends one request and reads the answer, whatever its status.
@@ -130,7 +154,7 @@ impl Transport {
         let response = self.client.execute(request).await.map_err(|e| network_error(op, e))?;
         let status = response.status().as_u16();
         let headers = response.headers().clone();
-        let body = read_capped(op, response).await?;
+        let body = read_capped(op, response, self.max_body).await?;
         Ok(Answer { status, headers, body })
     }
 
@@ -186,25 +210,39 @@ fn network_error(op: Op, e: reqwest::Error) -> Error {
     err.with_retryable(true).with_source(e)
 }
 
-async fn read_capped(op: Op, mut response: reqwest::Response) -> Result<Vec<u8>, Error> {
-    let status = response.status().as_u16();
-    let too_big = || {
+/// The error for an answer over `max` bytes. An API answer that big is a limit the vendor set too low
+/// ([`ErrorCode::InvalidConfig`]); an OAuth answer that big is not HubSpot's ([`ErrorCode::HubspotUnavailable`]).
+fn too_big(op: Op, status: u16, max: usize) -> Error {
+    let limit = if max >= 1024 * 1024 { format!("{} MiB", max / (1024 * 1024)) } else { format!("{} KiB", max / 1024) };
+    let err = if op == Op::Api {
+        Error::new(
+            ErrorCode::InvalidConfig,
+            format!(
+                "HubSpot's answer is larger than the {limit} this client reads while {}; raise \
+                 ApiConfig::max_response_body or ask for smaller pages",
+                op.what()
+            ),
+        )
+    } else {
         Error::new(
             ErrorCode::HubspotUnavailable,
-            format!("HubSpot's answer exceeded {} KiB while {}", MAX_BODY / 1024, op.what()),
+            format!("HubSpot's answer is larger than the {limit} an OAuth answer can be while {}", op.what()),
         )
-        .with_status(status)
-        .with_retryable(false)
     };
-    if response.content_length().is_some_and(|len| len > MAX_BODY as u64) {
-        return Err(too_big());
+    err.with_status(status).with_retryable(false)
+}
+
+async fn read_capped(op: Op, mut response: reqwest::Response, max: usize) -> Result<Vec<u8>, Error> {
+    let status = response.status().as_u16();
+    if response.content_length().is_some_and(|len| len > max as u64) {
+        return Err(too_big(op, status, max));
     }
     let mut body = Vec::new();
     loop {
         match response.chunk().await {
             Ok(Some(chunk)) => {
-                if body.len() + chunk.len() > MAX_BODY {
-                    return Err(too_big());
+                if body.len() + chunk.len() > max {
+                    return Err(too_big(op, status, max));
                 }
                 body.extend_from_slice(&chunk);
             }
