@@ -19,9 +19,28 @@ use crate::error::{Error, ErrorCode, Result};
 use crate::scope::Scope;
 use crate::secret::{AccessToken, PkceVerifier, RefreshToken};
 
-/// How long a pending authorization is kept past its expiry, so a late callback is told "expired" rather than
-/// "unknown state".
-const PENDING_GRACE: Duration = Duration::from_secs(86_400);
+use super::PENDING_GRACE;
+
+/// Stores a pending authorization and keeps its tenant's newest `ARGV[4]` (a sorted set of the tenant's state hashes
+/// by creation time, `KEYS[2]`). KEYS[1] the record's key; ARGV: record, its lifetime in ms, created ms, the most
+/// kept, the record keys' prefix, the state hash.
+const PUT_PENDING: &str = r#"
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+redis.call('ZADD', KEYS[2], ARGV[3], ARGV[6])
+local excess = redis.call('ZCARD', KEYS[2]) - tonumber(ARGV[4])
+if excess > 0 then
+  for _, hash in ipairs(redis.call('ZRANGE', KEYS[2], 0, excess - 1)) do
+    if hash ~= ARGV[6] then
+      redis.call('DEL', ARGV[5] .. hash)
+    end
+    redis.call('ZREM', KEYS[2], hash)
+  end
+end
+if redis.call('PTTL', KEYS[2]) < tonumber(ARGV[2]) then
+  redis.call('PEXPIRE', KEYS[2], ARGV[2])
+end
+return 1
+"#;
 
 /// How long a lease key outlives its own `until` before Redis deletes it (a lease's validity is its stored `until`,
 /// compared with the caller's clock; the key's expiry only cleans up after owners that never released).
@@ -47,8 +66,10 @@ const LEASE_GRACE: Duration = Duration::from_secs(60);
 ///   [`RedisStore::connect_with_prefix`]): the braces are a Redis Cluster hash tag, so every key of one store lives
 ///   in one slot and the scripts can touch them together. The keys are `…:c:{id}` (a connection: a hash with its
 ///   version, tenant, portal and record), `…:t:{tenant}` and `…:p:{portal}` (the indexes the rules use), `…:ids`
-///   (a sorted set of every id, for listing), `…:s:{state hash}` (a pending authorization, expiring a day after the
-///   authorization does) and `…:l:{key}` (a lease, expiring a minute after the lease does).
+///   (a sorted set of every id, for listing), `…:s:{state hash}` (a pending authorization, expiring an hour after the
+///   authorization does), `…:sp:{tenant}` (a tenant's pending authorizations by age, to keep at most
+///   [`MAX_PENDING_PER_TENANT`](super::MAX_PENDING_PER_TENANT)) and `…:l:{key}` (a lease, expiring a minute after the
+///   lease does).
 /// - **Listing reads the indexes.** [`ConnectionStore::list`] reads the ids from the tenant or portal index when the
 ///   filter names one (else from `…:ids`), then the records in one `MULTI`; the other filters apply in memory. It is
 ///   meant for dashboards and sweeps over thousands of connections, not millions.
@@ -207,6 +228,10 @@ impl RedisStore {
 
     fn pending_key(&self, state_hash: &str) -> String {
         format!("{}s:{state_hash}", self.base)
+    }
+
+    fn tenant_pending_key(&self, tenant: &str) -> String {
+        format!("{}sp:{tenant}", self.base)
     }
 
     fn lease_key(&self, key: &str) -> String {
@@ -585,8 +610,16 @@ impl PendingStore for RedisStore {
         let record = encode_pending(&pending)?;
         let life = pending.expires_at.duration_since(pending.created_at).unwrap_or_default();
         let mut conn = self.conn.clone();
-        let () = conn
-            .pset_ex(self.pending_key(&pending.state_hash), record, millis(life.saturating_add(PENDING_GRACE)))
+        let _: i64 = Script::new(PUT_PENDING)
+            .key(self.pending_key(&pending.state_hash))
+            .key(self.tenant_pending_key(&pending.tenant))
+            .arg(record)
+            .arg(millis(life.saturating_add(PENDING_GRACE)))
+            .arg(to_ms(pending.created_at))
+            .arg(super::MAX_PENDING_PER_TENANT)
+            .arg(format!("{}s:", self.base))
+            .arg(pending.state_hash.as_str())
+            .invoke_async(&mut conn)
             .await
             .map_err(|e| store_error("storing a pending authorization", e))?;
         Ok(())
@@ -599,7 +632,11 @@ impl PendingStore for RedisStore {
             .get_del(self.pending_key(state_hash))
             .await
             .map_err(|e| store_error("taking a pending authorization", e))?;
-        record.as_deref().map(decode_pending).transpose()
+        let Some(pending) = record.as_deref().map(decode_pending).transpose()? else { return Ok(None) };
+        // Its place in the tenant's allowance; a failure here only leaves a member the next put trims.
+        let _: std::result::Result<i64, _> =
+            conn.zrem(self.tenant_pending_key(&pending.tenant), pending.state_hash.as_str()).await;
+        Ok(Some(pending))
     }
 }
 

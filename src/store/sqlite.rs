@@ -349,6 +349,7 @@ struct Sql {
     delete: String,
     list: String,
     purge_pending: String,
+    cap_pending: String,
     put_pending: String,
     take_pending: String,
     try_lease: String,
@@ -381,6 +382,10 @@ impl Sql {
             delete: format!("DELETE FROM {c} WHERE id = ?1"),
             list: format!("SELECT {CONNECTION_COLUMNS} FROM {c}"),
             purge_pending: format!("DELETE FROM {pending} WHERE expires_at_ms <= ?1"),
+            cap_pending: format!(
+                "DELETE FROM {pending} WHERE state_hash IN (SELECT state_hash FROM {pending} \
+                 WHERE tenant = ?1 AND state_hash <> ?2 ORDER BY created_at_ms DESC, state_hash DESC LIMIT -1 OFFSET ?3)"
+            ),
             put_pending: format!(
                 "INSERT OR REPLACE INTO {pending} ({PENDING_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)"
             ),
@@ -669,10 +674,18 @@ impl PendingStore for SqliteStore {
         let optional = encode_json("encoding a pending authorization's scopes", &pending.optional_scopes)?;
         let fail = |e| store_error("storing a pending authorization", e);
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(fail)?;
-        // Purge what expired more than a day ago, so abandoned authorizations do not pile up.
-        if let Some(horizon) = pending.created_at.checked_sub(Duration::from_secs(86_400)) {
+        // Purge what expired long enough ago, so abandoned authorizations do not pile up.
+        if let Some(horizon) = pending.created_at.checked_sub(super::PENDING_GRACE) {
             sqlx::query(&self.sql.purge_pending).bind(to_ms(horizon)).execute(&mut *tx).await.map_err(fail)?;
         }
+        // At most MAX_PENDING_PER_TENANT per tenant: the newest are kept.
+        sqlx::query(&self.sql.cap_pending)
+            .bind(pending.tenant.as_str())
+            .bind(pending.state_hash.as_str())
+            .bind(i64::try_from(super::MAX_PENDING_PER_TENANT.saturating_sub(1)).unwrap_or(i64::MAX))
+            .execute(&mut *tx)
+            .await
+            .map_err(fail)?;
         sqlx::query(&self.sql.put_pending)
             .bind(pending.state_hash.as_str())
             .bind(pending.tenant.as_str())
