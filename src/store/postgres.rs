@@ -501,9 +501,8 @@ fn decode_connection(row: &PgRow) -> Result<Connection> {
         id: ConnectionId::new(r.get::<String>("id")?),
         tenant: r.get("tenant")?,
         portal_id: from_i64(r.get("portal_id")?),
-        kind: parse_kind(&kind).ok_or_else(|| r.corrupt("kind", format_args!("unknown credential kind {kind:?}")))?,
-        status: ConnectionStatus::parse(&status)
-            .ok_or_else(|| r.corrupt("status", format_args!("unknown status {status:?}")))?,
+        kind: parse_kind(&kind).ok_or_else(|| r.corrupt("kind", "unknown credential kind"))?,
+        status: ConnectionStatus::parse(&status).ok_or_else(|| r.corrupt("status", "unknown status"))?,
         access_token: AccessToken::new(r.get::<String>("access_token")?),
         refresh_token: r.get::<Option<String>>("refresh_token")?.map(RefreshToken::new),
         expires_at: r.optional_time("expires_at_ms")?,
