@@ -39,7 +39,7 @@ struct Global {
         default_value = "sqlite://hubconnect.db"
     )]
     store: String,
-    /// Read the token store's URL from this file (keeps a password out of `ps` and shell history).
+    /// Read the token store's URL from this file instead of --store (keeps a password out of `ps` and history).
     #[arg(long, global = true, env = "HUBCONNECT_STORE_FILE")]
     store_file: Option<std::path::PathBuf>,
     /// Table or key prefix, so several apps share one server.
