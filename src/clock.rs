@@ -44,6 +44,22 @@ pub trait Clock: fmt::Debug + Send + Sync + 'static {
     async fn sleep(&self, duration: Duration) {
         tokio::time::sleep(duration).await;
     }
+
+    /// Time elapsed since a fixed point of this clock's choosing, never going backwards: what waits, rate windows
+    /// and cache ages are measured with, so a wall-clock step cannot stall or stretch them. The default
+    /// implementation reads tokio's monotonic clock (which follows tokio's paused time in tests).
+    fn monotonic(&self) -> Duration {
+        tokio_monotonic()
+    }
+}
+
+/// Tokio's monotonic clock, as a duration since the first time this process asked.
+fn tokio_monotonic() -> Duration {
+    static ORIGIN: std::sync::OnceLock<tokio::time::Instant> = std::sync::OnceLock::new();
+    // The one place in the crate that reads the monotonic clock.
+    #[allow(clippy::disallowed_methods)]
+    let now = tokio::time::Instant::now();
+    now.saturating_duration_since(*ORIGIN.get_or_init(|| now))
 }
 
 const _: Option<&dyn Clock> = None;
@@ -82,6 +98,8 @@ pub struct ManualClock {
 #[derive(Default)]
 struct ManualState {
     now: Duration,
+    /// Moves with `advance`, `sleep` and a forward `set`; a backward `set` leaves it where it is.
+    monotonic: Duration,
     sleeps: Vec<Duration>,
 }
 
@@ -100,18 +118,20 @@ impl ManualClock {
     /// A manual clock set to `time`.
     pub fn at(time: SystemTime) -> Self {
         let now = time.duration_since(UNIX_EPOCH).unwrap_or_default();
-        Self { inner: Arc::new(Mutex::new(ManualState { now, sleeps: Vec::new() })) }
+        Self { inner: Arc::new(Mutex::new(ManualState { now, monotonic: Duration::ZERO, sleeps: Vec::new() })) }
     }
 
     /// Moves the clock forward by `by`.
     pub fn advance(&self, by: Duration) {
-        let mut state = lock(&self.inner);
-        state.now = state.now.saturating_add(by);
+        lock(&self.inner).advance(by);
     }
 
-    /// Sets the clock to `time`.
+    /// Sets the clock to `time`. Setting it back is a wall-clock step: [`Clock::monotonic`] does not go back.
     pub fn set(&self, time: SystemTime) {
-        lock(&self.inner).now = time.duration_since(UNIX_EPOCH).unwrap_or_default();
+        let mut state = lock(&self.inner);
+        let to = time.duration_since(UNIX_EPOCH).unwrap_or_default();
+        state.monotonic = state.monotonic.saturating_add(to.saturating_sub(state.now));
+        state.now = to;
     }
 
     /// Every sleep requested so far, in order.
@@ -130,9 +150,20 @@ impl Clock for ManualClock {
         {
             let mut state = lock(&self.inner);
             state.sleeps.push(duration);
-            state.now = state.now.saturating_add(duration);
+            state.advance(duration);
         }
         tokio::task::yield_now().await;
+    }
+
+    fn monotonic(&self) -> Duration {
+        lock(&self.inner).monotonic
+    }
+}
+
+impl ManualState {
+    fn advance(&mut self, by: Duration) {
+        self.now = self.now.saturating_add(by);
+        self.monotonic = self.monotonic.saturating_add(by);
     }
 }
 
@@ -207,6 +238,18 @@ mod tests {
         clock.sleep(Duration::from_secs(2)).await;
         assert_eq!(clock.sleeps(), vec![Duration::from_millis(250), Duration::from_secs(2)]);
         assert_eq!(clock.now().duration_since(t0).ok(), Some(Duration::from_millis(2250)));
+    }
+
+    #[test]
+    fn manual_monotonic_time_ignores_backward_steps() {
+        let clock = ManualClock::new();
+        let start = clock.now();
+        clock.advance(Duration::from_secs(10));
+        assert_eq!(clock.monotonic(), Duration::from_secs(10));
+        clock.set(start - Duration::from_secs(3_600));
+        assert_eq!(clock.monotonic(), Duration::from_secs(10), "a step back leaves monotonic time alone");
+        clock.set(start);
+        assert_eq!(clock.monotonic(), Duration::from_secs(3_610), "a step forward moves it");
     }
 
     #[test]

@@ -184,6 +184,8 @@ struct Inner {
     status: Option<u16>,
     timeout: bool,
     retryable: bool,
+    /// The request never left (a connection that could not be made): it cannot have taken effect.
+    unsent: bool,
     source: Option<Box<dyn StdError + Send + Sync>>,
 }
 
@@ -202,6 +204,7 @@ impl Error {
                 missing_scopes: Vec::new(),
                 status: None,
                 timeout: false,
+                unsent: false,
                 retryable: matches!(code, ErrorCode::HubspotUnavailable | ErrorCode::RateLimited),
                 source: None,
             }),
@@ -246,6 +249,18 @@ impl Error {
         self.inner.timeout = true;
         self.inner.retryable = true;
         self
+    }
+
+    /// Marks a request that never left, so it cannot have taken effect at HubSpot.
+    pub(crate) fn with_unsent(mut self) -> Self {
+        self.inner.unsent = true;
+        self
+    }
+
+    /// Whether the request may have reached HubSpot and taken effect there: HubSpot did not answer, and the
+    /// request was not known to be unsent (a timeout, a connection lost mid-request).
+    pub(crate) fn may_have_taken_effect(&self) -> bool {
+        self.inner.status.is_none() && !self.inner.unsent
     }
 
     /// Says whether trying the same call again may succeed.

@@ -6,6 +6,7 @@ mod clock;
 mod connection;
 mod connector;
 mod error;
+mod failpoint;
 mod hubspot;
 mod manager;
 mod scope;

@@ -444,3 +444,18 @@ async fn environment_proxies_are_not_used() {
     assert_eq!(r.status, 0, "{}", r.stderr);
     assert_eq!(proxy.received_requests().await.unwrap().len(), 0, "a request went through the proxy");
 }
+
+/// An operator who forces a refresh learns when it failed, even though the stored token is still valid.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_forced_refresh_that_fails_exits_1() {
+    use hubspot_connect::testing::{Endpoint, Failure};
+    let e = Env::new().await;
+    let c = e.connect("acme").await;
+    let id = c["id"].as_str().unwrap().to_owned();
+    e.fake.fail(Endpoint::Token202603, Failure::BadGatewayHtml, 3);
+    let r = e.run(&["refresh", &id, "--force", "--json"]).await;
+    assert_error(&r, "HUBSPOT_UNAVAILABLE");
+    // The still-valid token is still served.
+    let token = e.run(&["token", &id, "--json"]).await;
+    assert_eq!(token.status, 0, "{}", token.stderr);
+}

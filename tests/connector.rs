@@ -367,8 +367,16 @@ async fn slow_answers_time_out() {
     let err = hubspot.refresh(&RefreshToken::new(issued.refresh_token.clone())).await.unwrap_err();
     assert_eq!(err.code(), ErrorCode::HubspotUnavailable, "{err}");
     assert!(err.is_timeout());
-    assert_eq!(fake.requests(Endpoint::Token202603), 2);
+    // A refresh HubSpot may have carried out is not sent again (refresh-token rotation would refuse the old token).
+    assert_eq!(fake.requests(Endpoint::Token202603), 1);
     assert_clean(&err, &[&issued.refresh_token]);
+
+    // A read that timed out is retried.
+    fake.reset_failures();
+    fake.fail(Endpoint::AccountInfo202603, Failure::Slow(Duration::from_secs(3)), 2);
+    let err = hubspot.identify(&AccessToken::new(issued.access_token.clone())).await.unwrap_err();
+    assert!(err.is_timeout(), "{err}");
+    assert_eq!(fake.requests(Endpoint::AccountInfo202603), 2);
 }
 
 fn raw(status: u16, content_type: &str, body: impl Into<Vec<u8>>) -> Failure {

@@ -815,3 +815,36 @@ async fn the_connector_builder_targets_the_fake() {
     assert_eq!(connector.redirect_uri().as_str(), w.fake.redirect_uri());
     assert!(connector.api_base().as_str().starts_with(&w.fake.uri()));
 }
+
+/// Dropping the fake from a task whose cooperative budget is spent must not spin: wiremock's `Drop` blocks on an
+/// async verification, whose tokio locks answer `Pending` to a task without budget. Run on a thread of its own so a
+/// regression fails the test instead of hanging the suite.
+#[test]
+fn dropping_the_fake_from_a_task_without_budget_returns() {
+    let (done, finished) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        runtime.block_on(async {
+            let fake = FakeHubSpot::start().await;
+            let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<()>();
+            for _ in 0..1_000 {
+                tx.send(()).unwrap();
+            }
+            let mut fake = Some(fake);
+            std::future::poll_fn(|cx| {
+                // Receive ready messages until tokio says the budget is spent, then drop the fake in that same poll.
+                while tokio::task::coop::has_budget_remaining() {
+                    let _ = rx.poll_recv(cx);
+                }
+                drop(fake.take());
+                std::task::Poll::Ready(())
+            })
+            .await;
+        });
+        let _ = done.send(());
+    });
+    assert!(
+        finished.recv_timeout(Duration::from_secs(30)).is_ok(),
+        "dropping FakeHubSpot from a task with no cooperative budget left never returned"
+    );
+}

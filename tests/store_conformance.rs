@@ -75,6 +75,7 @@ macro_rules! conformance {
                 pending_capped_per_tenant,
                 lease_rules,
                 lease_concurrent_owners_one_wins,
+                lease_from_a_clock_far_ahead_is_taken_over,
                 portal_concurrent_tenants_one_wins,
                 portal_shared_when_allowed,
                 portal_same_tenant_is_existing,
@@ -447,6 +448,21 @@ mod cases {
         assert!(!store.release_lease("k", "B").await.unwrap(), "released once");
         assert!(store.try_lease("k", "A", ttl, t(56)).await.unwrap(), "free again");
         assert!(!store.release_lease("nothing", "A").await.unwrap());
+    }
+
+    /// A lease whose expiry lies further ahead than twice the asked time to live was written by a clock that ran
+    /// ahead (or is corrupt): no honest holder can have it, and honouring it would block every refresh until then.
+    pub(super) async fn lease_from_a_clock_far_ahead_is_taken_over(store: Store) {
+        let ttl = Duration::from_secs(30);
+        let t = |s: u64| at(s * 1_000);
+        assert!(store.try_lease("k", "ahead", ttl, t(86_400)).await.unwrap(), "a clock a day ahead takes it");
+        assert!(store.try_lease("k", "B", ttl, t(0)).await.unwrap(), "B's clock says that lease is absurd: taken");
+        assert!(!store.try_lease("k", "C", ttl, t(1)).await.unwrap(), "B's honest lease holds");
+        assert!(!store.release_lease("k", "ahead").await.unwrap(), "the old holder no longer has it");
+        assert!(store.try_lease("j", "A", ttl, t(0)).await.unwrap());
+        assert!(!store.try_lease("j", "B", ttl, at(1)).await.unwrap(), "just taken: held");
+        assert!(!store.try_lease("j", "B", Duration::from_secs(20), t(0)).await.unwrap(), "a shorter ask: still held");
+        assert!(store.release_lease("j", "A").await.unwrap());
     }
 
     pub(super) async fn lease_concurrent_owners_one_wins(store: Store) {

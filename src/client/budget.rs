@@ -4,7 +4,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::fmt;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use tokio::sync::Notify;
 
@@ -45,8 +45,9 @@ enum Wait {
 #[derive(Debug)]
 struct Window {
     limit: RateLimit,
-    /// When finished requests finished (and requests HubSpot says other processes sent), oldest first.
-    finished: VecDeque<SystemTime>,
+    /// When finished requests finished (and requests HubSpot says other processes sent), oldest first, in the
+    /// clock's monotonic time: a wall-clock step neither stalls nor opens the window.
+    finished: VecDeque<Duration>,
     in_flight: usize,
 }
 
@@ -55,8 +56,8 @@ impl Window {
         Self { limit, finished: VecDeque::new(), in_flight: 0 }
     }
 
-    fn prune(&mut self, now: SystemTime) {
-        while self.finished.front().is_some_and(|t| now.duration_since(*t).is_ok_and(|age| age >= self.limit.window)) {
+    fn prune(&mut self, now: Duration) {
+        while self.finished.front().is_some_and(|t| now.saturating_sub(*t) >= self.limit.window) {
             self.finished.pop_front();
         }
     }
@@ -66,7 +67,7 @@ impl Window {
     }
 
     /// `None`: a request may go now.
-    fn wait(&mut self, now: SystemTime) -> Option<Wait> {
+    fn wait(&mut self, now: Duration) -> Option<Wait> {
         self.prune(now);
         let max = self.limit.max as usize;
         let count = self.count();
@@ -78,23 +79,23 @@ impl Window {
         }
         // `count - max + 1` finished requests must leave the window; this is the last of them to go.
         let last = self.finished.get(count - max).copied().unwrap_or(now);
-        let free_at = last.checked_add(self.limit.window).unwrap_or(now);
-        Some(Wait::For(free_at.duration_since(now).unwrap_or_default().max(Duration::from_millis(1))))
+        let free_at = last.saturating_add(self.limit.window);
+        Some(Wait::For(free_at.saturating_sub(now).max(Duration::from_millis(1))))
     }
 
-    fn record(&mut self, at: SystemTime) {
+    fn record(&mut self, at: Duration) {
         let index = self.finished.partition_point(|t| *t <= at);
         self.finished.insert(index, at);
     }
 
-    fn finish(&mut self, now: SystemTime) {
+    fn finish(&mut self, now: Duration) {
         self.in_flight = self.in_flight.saturating_sub(1);
         self.record(now);
     }
 
     /// HubSpot says `remaining` requests are left (other processes share the portal's limit): count the difference
     /// as sent now.
-    fn reconcile(&mut self, max: Option<u32>, remaining: u32, now: SystemTime) {
+    fn reconcile(&mut self, max: Option<u32>, remaining: u32, now: Duration) {
         if let Some(max) = max.filter(|m| *m > 0) {
             self.limit.max = self.limit.max.min(max);
         }
@@ -125,7 +126,34 @@ struct Portal {
 pub(crate) struct Budgets {
     general: RateLimit,
     search: RateLimit,
-    portals: Mutex<HashMap<u64, Arc<Portal>>>,
+    portals: Mutex<Portals>,
+}
+
+/// The portals seen, and when to look for ones no longer used.
+#[derive(Debug)]
+struct Portals {
+    by_id: HashMap<u64, Arc<Portal>>,
+    prune_above: usize,
+}
+
+/// The map is pruned whenever it grows past this many portals (or twice what the last pruning kept).
+const PRUNE_ABOVE: usize = 1_024;
+
+impl Portals {
+    /// Forgets the portals that no request holds and whose windows are empty at `now`: they would be recreated as
+    /// they are.
+    fn prune(&mut self, now: Duration) {
+        self.by_id.retain(|_, portal| {
+            if Arc::strong_count(portal) > 1 {
+                return true;
+            }
+            let mut b = lock(&portal.budget);
+            b.general.prune(now);
+            b.search.prune(now);
+            b.general.count() > 0 || b.search.count() > 0
+        });
+        self.prune_above = PRUNE_ABOVE.max(self.by_id.len().saturating_mul(2));
+    }
 }
 
 /// A request's slot in its portal's budget: held while the request is on the wire. Dropping it marks the request
@@ -144,7 +172,7 @@ impl fmt::Debug for Permit {
 
 impl Drop for Permit {
     fn drop(&mut self) {
-        let now = self.clock.now();
+        let now = self.clock.monotonic();
         {
             let mut b = lock(&self.portal.budget);
             b.general.finish(now);
@@ -158,12 +186,15 @@ impl Drop for Permit {
 
 impl Budgets {
     pub(crate) fn new(general: RateLimit, search: RateLimit) -> Self {
-        Self { general, search, portals: Mutex::new(HashMap::new()) }
+        Self { general, search, portals: Mutex::new(Portals { by_id: HashMap::new(), prune_above: PRUNE_ABOVE }) }
     }
 
-    fn portal(&self, portal_id: u64) -> Arc<Portal> {
+    fn portal(&self, portal_id: u64, clock: &dyn Clock) -> Arc<Portal> {
         let mut portals = lock(&self.portals);
-        Arc::clone(portals.entry(portal_id).or_insert_with(|| {
+        if portals.by_id.len() >= portals.prune_above && !portals.by_id.contains_key(&portal_id) {
+            portals.prune(clock.monotonic());
+        }
+        Arc::clone(portals.by_id.entry(portal_id).or_insert_with(|| {
             Arc::new(Portal {
                 budget: Mutex::new(PortalBudget {
                     general: Window::new(self.general),
@@ -177,7 +208,7 @@ impl Budgets {
     /// Waits until a request to `portal_id` fits its budget (and the search budget for a search), then holds a
     /// slot until the returned permit is dropped.
     pub(crate) async fn acquire(&self, portal_id: u64, search: bool, clock: &Arc<dyn Clock>) -> Permit {
-        let portal = self.portal(portal_id);
+        let portal = self.portal(portal_id, clock.as_ref());
         loop {
             let finished = portal.finished.notified();
             tokio::pin!(finished);
@@ -185,7 +216,7 @@ impl Budgets {
             finished.as_mut().enable();
             let wait = {
                 let mut b = lock(&portal.budget);
-                let now = clock.now();
+                let now = clock.monotonic();
                 // Check both before counting either, so a search that waits does not hold a general slot.
                 let general = b.general.wait(now);
                 let searches = if search { b.search.wait(now) } else { None };
@@ -230,9 +261,9 @@ impl Budgets {
     pub(crate) fn observe(&self, portal_id: u64, search: bool, headers: &http::HeaderMap, clock: &dyn Clock) {
         let num =
             |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).and_then(|v| v.trim().parse::<u32>().ok());
-        let portal = self.portal(portal_id);
+        let portal = self.portal(portal_id, clock);
         let mut b = lock(&portal.budget);
-        let now = clock.now();
+        let now = clock.monotonic();
         if let Some(remaining) = num("x-hubspot-ratelimit-remaining") {
             b.general.reconcile(num("x-hubspot-ratelimit-max"), remaining, now);
         }
@@ -326,5 +357,43 @@ mod tests {
         // The first answer came at t0 + 60 s: its slot is free a window later.
         assert_eq!(clock.now().duration_since(t0).unwrap(), Duration::from_secs(70));
         drop(second);
+    }
+}
+
+#[cfg(test)]
+mod clock_steps {
+    use super::*;
+    use crate::clock::ManualClock;
+
+    #[tokio::test]
+    async fn a_wall_clock_step_back_does_not_stall_the_budget() {
+        let clock = ManualClock::new();
+        let c: Arc<dyn Clock> = Arc::new(clock.clone());
+        let budgets =
+            Budgets::new(RateLimit::new(2, Duration::from_secs(10)), RateLimit::new(5, Duration::from_secs(1)));
+        drop(budgets.acquire(1, false, &c).await);
+        drop(budgets.acquire(1, false, &c).await);
+        // NTP steps the wall clock back an hour: the window is still 10 s of real time.
+        clock.set(clock.now() - Duration::from_secs(3_600));
+        drop(budgets.acquire(1, false, &c).await);
+        assert_eq!(clock.sleeps().iter().sum::<Duration>(), Duration::from_secs(10), "{:?}", clock.sleeps());
+    }
+
+    #[tokio::test]
+    async fn portals_no_longer_used_are_forgotten() {
+        let clock = ManualClock::new();
+        let c: Arc<dyn Clock> = Arc::new(clock.clone());
+        let budgets =
+            Budgets::new(RateLimit::new(100, Duration::from_secs(10)), RateLimit::new(5, Duration::from_secs(1)));
+        for portal in 0..5_000 {
+            drop(budgets.acquire(portal, false, &c).await);
+        }
+        clock.advance(Duration::from_secs(11));
+        drop(budgets.acquire(9_999_999, false, &c).await);
+        for portal in 0..4_000 {
+            drop(budgets.acquire(10_000_000 + portal, false, &c).await);
+        }
+        let tracked = lock(&budgets.portals).by_id.len();
+        assert!(tracked < 5_000, "idle portals with empty windows are dropped: {tracked} tracked");
     }
 }

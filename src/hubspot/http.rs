@@ -180,6 +180,13 @@ impl Transport {
             if retry >= max || !err.is_retryable() {
                 return Err(err);
             }
+            // A refresh HubSpot may have carried out (it timed out, or the connection broke mid-request) is not
+            // sent again: with refresh-token rotation the old token would be refused and the connection lost. The
+            // caller backs off and tries later instead.
+            if op == Op::Refresh && err.may_have_taken_effect() {
+                tracing::debug!(code = err.code().as_str(), "not retrying a refresh that may have reached HubSpot");
+                return Err(err);
+            }
             let delay = match err.retry_after() {
                 Some(d) if d > self.retry.max_retry_after => return Err(err),
                 Some(d) => d,
@@ -198,6 +205,7 @@ impl Transport {
 
 fn network_error(op: Op, e: reqwest::Error) -> Error {
     let timeout = e.is_timeout();
+    let unsent = e.is_connect();
     let e = e.without_url();
     let what = op.what();
     let err = if timeout {
@@ -207,6 +215,7 @@ fn network_error(op: Op, e: reqwest::Error) -> Error {
     } else {
         Error::new(ErrorCode::HubspotUnavailable, format!("the request to HubSpot failed while {what}"))
     };
+    let err = if unsent { err.with_unsent() } else { err };
     err.with_retryable(true).with_source(e)
 }
 

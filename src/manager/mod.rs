@@ -67,8 +67,8 @@ impl fmt::Debug for PortalLimit {
 pub struct Policy {
     /// Refresh this long before expiry. Default 5 minutes.
     pub refresh_margin: Duration,
-    /// Up to this much more, at random per token, so many connections do not refresh in the same second.
-    /// Default 30 s.
+    /// Up to this much more, fixed per token (every process and every check agree), so many connections do not
+    /// refresh in the same second. Default 30 s. The refresh point is never earlier than half the token's lifetime.
     pub refresh_jitter: Duration,
     /// How long a started authorization is accepted. Default 10 minutes.
     pub auth_ttl: Duration,
@@ -80,12 +80,16 @@ pub struct Policy {
     pub refused_account_types: Vec<AccountType>,
     /// How long a refresh lease lasts; longer than a token request can take. Default 60 s.
     pub lease_ttl: Duration,
-    /// How often a caller waiting for another process's refresh looks again. Default 100 ms.
+    /// How often a caller waiting for another process's refresh looks again (at least every 10 ms). Default 100 ms.
+    /// Only a caller without a still-valid token waits, and for at most three lease lifetimes.
     pub lease_poll: Duration,
     /// The first cooldown after a failed refresh; doubles with each failure in a row. Default 30 s.
     pub backoff_initial: Duration,
     /// The longest cooldown. Default 30 minutes.
     pub backoff_max: Duration,
+    /// The longest a cached token is served without checking the store still holds it (a connection disconnected
+    /// or refreshed by another process is noticed within this time). Default 5 s.
+    pub cache_revalidate: Duration,
 }
 
 impl Default for Policy {
@@ -101,6 +105,7 @@ impl Default for Policy {
             lease_poll: Duration::from_millis(100),
             backoff_initial: Duration::from_secs(30),
             backoff_max: Duration::from_secs(1800),
+            cache_revalidate: Duration::from_secs(5),
         }
     }
 }
@@ -230,7 +235,7 @@ pub(crate) struct Shared<C, S> {
     pub(crate) clock: Arc<dyn Clock>,
     pub(crate) policy: Policy,
     pub(crate) owner: String,
-    pub(crate) cache: RwLock<HashMap<ConnectionId, refresh::Cached>>,
+    pub(crate) cache: RwLock<refresh::TokenCache>,
     pub(crate) flights: Mutex<HashMap<ConnectionId, Arc<tokio::sync::Mutex<()>>>>,
     pub(crate) unsaved: Mutex<HashMap<ConnectionId, Connection>>,
     pub(crate) has_unsaved: std::sync::atomic::AtomicBool,
@@ -313,7 +318,7 @@ impl<C: Connector, S: TokenStore> ConnectionsBuilder<C, S> {
                 clock: self.clock,
                 policy: self.policy,
                 owner: self.owner.unwrap_or_else(|| format!("owner-{}", ConnectionId::random().as_str())),
-                cache: RwLock::new(HashMap::new()),
+                cache: RwLock::new(refresh::TokenCache::default()),
                 flights: Mutex::new(HashMap::new()),
                 unsaved: Mutex::new(HashMap::new()),
                 has_unsaved: std::sync::atomic::AtomicBool::new(false),
@@ -735,7 +740,8 @@ impl<C: Connector, S: TokenStore> Connections<C, S> {
             let permits = Arc::clone(&permits);
             tasks.spawn(async move {
                 let _permit = permits.acquire_owned().await;
-                this.refresh(&c.id, true).await.map(|_| ())
+                // Unless another worker refreshed it since the listing: one refresh however many sweeps run.
+                this.single_flight(&c.id, refresh::Force::Unless(c.access_token.clone())).await.map(|_| ())
             });
         }
         while let Some(joined) = tasks.join_next().await {

@@ -1,12 +1,20 @@
 //! `access_token` and `refresh`: a cache in front, single-flight in the process, a lease in the store across
 //! processes, compare-and-swap writes, and what happens when HubSpot says no.
+//!
+//! The rules, each the answer to a way a token was lost or a caller waited for nothing:
+//! - a cached token is served until its refresh point, and re-checked against the store at least every
+//!   [`Policy::cache_revalidate`](super::Policy), so a connection deleted or refreshed elsewhere is noticed;
+//! - a refresh is conditional on state, not on time: "the token I saw is still the stored one";
+//! - a caller that holds a still-valid token never waits for another worker's refresh;
+//! - waiting for a lease is bounded by the clock, from the moment the call started, however many callers queue;
+//! - a failure is recorded only over the tokens it was about, and `needs_reauth` is never overwritten by `backoff`.
 
+use std::collections::HashMap;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, SystemTime};
 
-use std::sync::atomic::Ordering;
-
-use rand::Rng;
+use sha2::{Digest as _, Sha256};
 
 use super::{Connections, EventKind, lock, not_found};
 use crate::clock::saturating_add;
@@ -16,41 +24,99 @@ use crate::error::{Error, ErrorCode, Result};
 use crate::secret::AccessToken;
 use crate::store::TokenStore;
 
-/// A token this process may hand out without asking the store, until `refresh_at`.
+/// A token this process may hand out without asking the store.
 #[derive(Debug, Clone)]
 pub(crate) struct Cached {
     token: AccessToken,
-    /// `None`: never refreshed (a private app's token).
+    /// When to stop serving it without a look at the store; `None`: never refreshed (a private app's token).
     refresh_at: Option<SystemTime>,
+    /// When HubSpot stops accepting it; `None`: never.
+    expires_at: Option<SystemTime>,
+    /// When (the clock's monotonic time) the store was last seen holding it.
+    checked_at: Duration,
 }
 
-/// When to refresh a token that does not look due.
+impl Cached {
+    fn valid_at(&self, now: SystemTime) -> bool {
+        self.expires_at.is_none_or(|e| now < e)
+    }
+}
+
+/// The per-process token cache. Entries nobody asked for in a while are dropped as it grows.
+#[derive(Debug)]
+pub(crate) struct TokenCache {
+    entries: HashMap<ConnectionId, Cached>,
+    prune_above: usize,
+}
+
+/// The cache looks for idle entries whenever it grows past this size (or twice what the last look kept).
+const PRUNE_ABOVE: usize = 1_024;
+
+impl Default for TokenCache {
+    fn default() -> Self {
+        Self { entries: HashMap::new(), prune_above: PRUNE_ABOVE }
+    }
+}
+
+/// When to refresh.
 #[derive(Debug, Clone)]
 pub(crate) enum Force {
-    /// Only when due.
+    /// `access_token`: when due. A still-valid token answers when the refresh fails for a passing reason, or while
+    /// another worker refreshes.
     No,
-    /// Always, unless someone refreshed after the call started.
-    Yes,
-    /// When the stored token is still this one (HubSpot refused it).
-    IfStillIs(AccessToken),
+    /// `refresh(id, false)`: when due; a failure is the answer.
+    IfDue,
+    /// Unless the stored token is no longer this one (someone refreshed since it was seen); a failure is the
+    /// answer. A 401 on this token, a forced refresh, a sweep.
+    Unless(AccessToken),
+}
+
+impl Force {
+    /// Whether a still-valid token answers the caller when no refresh can be made now.
+    fn serves_valid_token(&self) -> bool {
+        matches!(self, Force::No)
+    }
+}
+
+/// What became of a failure to record.
+enum Recorded {
+    /// Written (or the store failed: logged).
+    Done,
+    /// Another worker stored other tokens, or found the connection dead: its result stands.
+    Superseded(Box<Connection>),
+    /// The connection was deleted meanwhile.
+    Gone,
 }
 
 /// How many times a write of fresh tokens is tried before the tokens are kept in memory only.
 const WRITE_ATTEMPTS: u32 = 3;
+/// The shortest pause between two looks at another worker's lease, whatever `lease_poll` says.
+const MIN_LEASE_POLL: Duration = Duration::from_millis(10);
+/// A token is not refreshed sooner than this after it was issued (unless HubSpot refuses it), however short the
+/// lifetime HubSpot gave it: a lifetime of zero must not turn every call into a refresh.
+const MIN_REFRESH_INTERVAL: Duration = Duration::from_secs(1);
+/// A cache entry nobody asked for in this long is dropped when the cache is pruned.
+const CACHE_IDLE: Duration = Duration::from_secs(600);
 
 impl<C: Connector, S: TokenStore> Connections<C, S> {
     /// A valid access token for the connection: from this process's cache while fresh, otherwise refreshed —
     /// by exactly one caller per connection across every process sharing the store. The new tokens are stored
     /// before anyone gets them, and the refresh finishes even if the caller that started it is dropped.
     ///
+    /// A cached token is re-checked against the store at least every [`Policy::cache_revalidate`](super::Policy)
+    /// (default 5 s), so a connection disconnected or refreshed by another process stops being served.
+    /// While another worker refreshes, or when a refresh fails for a passing reason, a caller whose token is still
+    /// valid gets it at once instead of waiting.
+    ///
     /// Errors: [`ErrorCode::ConnectionNotFound`]; [`ErrorCode::ReconnectRequired`] once HubSpot refused the refresh
-    /// token (never retried on its own); while in `backoff` with an expired token, the error that put it there.
-    /// A refresh that fails for a passing reason while the token is still valid returns the still-valid token.
+    /// token (never retried on its own); while in `backoff` with an expired token, the error that put it there;
+    /// [`ErrorCode::StoreUnavailable`] when the token is due, the store fails, and no valid token is at hand, or
+    /// when another worker kept the refresh lease for three lease lifetimes.
     pub async fn access_token(&self, id: &ConnectionId) -> Result<AccessToken> {
         if self.inner.has_unsaved.load(Ordering::Acquire) {
             self.flush_unsaved().await;
         }
-        if let Some(token) = self.cached(id, self.now()) {
+        if let Some(token) = self.cached(id) {
             return Ok(token);
         }
         self.single_flight(id, Force::No).await
@@ -59,79 +125,141 @@ impl<C: Connector, S: TokenStore> Connections<C, S> {
     /// HubSpot refused `rejected` (a 401): refreshes if it is still the stored token, otherwise returns the newer
     /// stored one. However many callers report the same token, one refresh happens.
     pub async fn token_rejected(&self, id: &ConnectionId, rejected: &AccessToken) -> Result<AccessToken> {
-        self.single_flight(id, Force::IfStillIs(rejected.clone())).await
+        self.single_flight(id, Force::Unless(rejected.clone())).await
     }
 
-    /// Refreshes now (with `force`), or only if due. Returns the connection as stored afterwards.
+    /// Refreshes if due, or with `force` now — unless another worker refreshed the token since this call read it
+    /// (that refresh is as good as this one). Returns the connection as stored afterwards.
+    ///
+    /// Unlike [`access_token`](Self::access_token), a refresh that fails is an error here even when the stored
+    /// token is still valid: whoever asked for a refresh learns it did not happen.
     pub async fn refresh(&self, id: &ConnectionId, force: bool) -> Result<Connection> {
-        self.single_flight(id, if force { Force::Yes } else { Force::No }).await?;
+        let how = if force { Force::Unless(self.status(id).await?.access_token) } else { Force::IfDue };
+        self.single_flight(id, how).await?;
         self.status(id).await
     }
 
-    fn cached(&self, id: &ConnectionId, now: SystemTime) -> Option<AccessToken> {
-        let cache = self.inner.cache.read().unwrap_or_else(std::sync::PoisonError::into_inner);
-        let entry = cache.get(id)?;
-        match entry.refresh_at {
-            Some(at) if now >= at => None,
-            _ => Some(entry.token.clone()),
-        }
+    /// Drops this process's cached token for the connection: the next call reads the store. Call it when another
+    /// process tells you a connection changed (the cache also re-checks the store on its own, see
+    /// [`Policy::cache_revalidate`](super::Policy)).
+    pub fn forget(&self, id: &ConnectionId) {
+        self.inner.cache.write().unwrap_or_else(std::sync::PoisonError::into_inner).entries.remove(id);
     }
 
-    /// Puts a connection's token in the cache, refreshing at `expires_at - margin - jitter`.
+    /// The cached token, while it is neither due nor unchecked for too long.
+    fn cached(&self, id: &ConnectionId) -> Option<AccessToken> {
+        let cache = self.inner.cache.read().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let entry = cache.entries.get(id)?;
+        let checked =
+            self.inner.clock.monotonic().saturating_sub(entry.checked_at) < self.inner.policy.cache_revalidate;
+        let fresh = checked && entry.refresh_at.is_none_or(|at| self.now() < at);
+        fresh.then(|| entry.token.clone())
+    }
+
+    /// The cached token while HubSpot still accepts it, due or not, checked or not.
+    fn valid_cached(&self, id: &ConnectionId) -> Option<AccessToken> {
+        let cache = self.inner.cache.read().unwrap_or_else(std::sync::PoisonError::into_inner);
+        cache.entries.get(id).filter(|e| e.valid_at(self.now())).map(|e| e.token.clone())
+    }
+
+    /// Caches a connection's token until its refresh point.
     pub(crate) fn remember(&self, c: &Connection) {
-        let refresh_at = match (c.kind, c.expires_at) {
-            (CredentialKind::PrivateApp, _) | (_, None) => None,
-            (_, Some(expires_at)) => Some(self.refresh_point(expires_at)),
+        let refresh_at = match c.kind {
+            CredentialKind::PrivateApp => None,
+            _ => c.expires_at.map(|_| self.refresh_point(c)),
         };
-        if c.status == ConnectionStatus::NeedsReauth || c.status == ConnectionStatus::Disconnected {
+        self.remember_until(c, refresh_at);
+    }
+
+    fn remember_until(&self, c: &Connection, refresh_at: Option<SystemTime>) {
+        if matches!(c.status, ConnectionStatus::NeedsReauth | ConnectionStatus::Disconnected) {
             self.forget(&c.id);
             return;
         }
+        let checked_at = self.inner.clock.monotonic();
+        let entry = Cached { token: c.access_token.clone(), refresh_at, expires_at: c.expires_at, checked_at };
         let mut cache = self.inner.cache.write().unwrap_or_else(std::sync::PoisonError::into_inner);
-        cache.insert(c.id.clone(), Cached { token: c.access_token.clone(), refresh_at });
+        if cache.entries.len() >= cache.prune_above && !cache.entries.contains_key(&c.id) {
+            let idle = CACHE_IDLE.max(self.inner.policy.cache_revalidate.saturating_mul(2));
+            cache.entries.retain(|_, e| checked_at.saturating_sub(e.checked_at) < idle);
+            cache.prune_above = PRUNE_ABOVE.max(cache.entries.len().saturating_mul(2));
+        }
+        cache.entries.insert(c.id.clone(), entry);
     }
 
-    pub(crate) fn forget(&self, id: &ConnectionId) {
-        self.inner.cache.write().unwrap_or_else(std::sync::PoisonError::into_inner).remove(id);
+    /// After a store failure: the cached token is trusted for another revalidation period.
+    fn recheck_later(&self, id: &ConnectionId) {
+        let now = self.inner.clock.monotonic();
+        let mut cache = self.inner.cache.write().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(entry) = cache.entries.get_mut(id) {
+            entry.checked_at = now;
+        }
     }
 
-    fn refresh_point(&self, expires_at: SystemTime) -> SystemTime {
+    /// When a token is refreshed: `expires_at − margin − jitter`, with one jitter per token (so every check of the
+    /// same token agrees), but never before half of its lifetime (nor within a second of its issue), so a lifetime
+    /// shorter than the margin does not make every call refresh.
+    fn refresh_point(&self, c: &Connection) -> SystemTime {
+        let Some(expires_at) = c.expires_at else { return saturating_add(SystemTime::UNIX_EPOCH, Duration::MAX) };
         let policy = &self.inner.policy;
-        let jitter = if policy.refresh_jitter.is_zero() {
-            Duration::ZERO
-        } else {
-            policy.refresh_jitter.mul_f64(rand::thread_rng().gen_range(0.0..=1.0))
-        };
-        expires_at.checked_sub(policy.refresh_margin + jitter).unwrap_or(SystemTime::UNIX_EPOCH)
+        let jitter = policy.refresh_jitter.mul_f64(jitter_fraction(&c.access_token));
+        let early =
+            expires_at.checked_sub(policy.refresh_margin.saturating_add(jitter)).unwrap_or(SystemTime::UNIX_EPOCH);
+        let lifetime = expires_at.duration_since(c.refreshed_at).unwrap_or_default();
+        let floor = saturating_add(c.refreshed_at, (lifetime / 2).max(MIN_REFRESH_INTERVAL))
+            // A `refreshed_at` from a clock far ahead must not postpone the refresh past expiry for long.
+            .min(saturating_add(expires_at, MIN_REFRESH_INTERVAL));
+        early.max(floor)
     }
 
     /// Whether a stored connection's token must be refreshed now.
     fn due(&self, c: &Connection, now: SystemTime) -> bool {
         match (c.kind, c.expires_at) {
             (CredentialKind::PrivateApp, _) | (_, None) => false,
-            (_, Some(expires_at)) => crate::clock::expired(expires_at, self.inner.policy.refresh_margin, now),
+            (_, Some(_)) => now >= self.refresh_point(c),
         }
     }
 
-    async fn single_flight(&self, id: &ConnectionId, force: Force) -> Result<AccessToken> {
+    pub(crate) async fn single_flight(&self, id: &ConnectionId, force: Force) -> Result<AccessToken> {
+        // Every wait of this call, for this process's other callers and for another worker's lease, ends here.
+        let deadline = self.inner.clock.monotonic().saturating_add(self.inner.policy.lease_ttl.saturating_mul(3));
         let flight = {
             let mut flights = lock(&self.inner.flights);
             Arc::clone(flights.entry(id.clone()).or_default())
         };
-        let guard = flight.lock_owned().await;
-        let started = self.now();
-        let cached = self.cached(id, started);
-        match (&force, cached) {
-            (Force::No, Some(token)) => return Ok(token),
-            (Force::IfStillIs(rejected), Some(token)) if token != *rejected => return Ok(token),
-            _ => {}
-        }
+        let guard = match Arc::clone(&flight).try_lock_owned() {
+            Ok(guard) => guard,
+            Err(_) => {
+                // Another caller of this process is at work on this connection: a still-valid token need not wait.
+                if force.serves_valid_token() {
+                    if let Some(token) = self.valid_cached(id) {
+                        return Ok(token);
+                    }
+                }
+                Arc::clone(&flight).lock_owned().await
+            }
+        };
+        drop(flight);
         // The work runs in its own task, holding the flight lock: a caller that is dropped does not cancel it.
         let this = self.clone();
         let id = id.clone();
         let task = tokio::spawn(async move {
-            let _guard = guard;
-            this.load_or_refresh(&id, force, started).await
+            let result = match this.load_or_refresh(&id, &force, deadline).await {
+                Err(e) if e.code() == ErrorCode::StoreUnavailable && force.serves_valid_token() => {
+                    match this.valid_cached(&id) {
+                        Some(token) => {
+                            tracing::warn!(connection = %id, "the token store failed; serving the cached, still valid token");
+                            this.recheck_later(&id);
+                            Ok(token)
+                        }
+                        None => Err(e),
+                    }
+                }
+                other => other,
+            };
+            drop(guard);
+            this.prune_flight(&id);
+            result
         });
         match task.await {
             Ok(result) => result,
@@ -139,40 +267,64 @@ impl<C: Connector, S: TokenStore> Connections<C, S> {
         }
     }
 
-    async fn load_or_refresh(&self, id: &ConnectionId, force: Force, started: SystemTime) -> Result<AccessToken> {
-        let c = self.inner.store.get(id).await?.ok_or_else(|| not_found(id))?;
-        let now = self.now();
-        if let Some(answer) = self.without_refresh(&c, &force, started, now) {
+    /// Forgets a connection's flight lock once nobody holds or waits for it.
+    fn prune_flight(&self, id: &ConnectionId) {
+        let mut flights = lock(&self.inner.flights);
+        if flights.get(id).is_some_and(|f| Arc::strong_count(f) == 1) {
+            flights.remove(id);
+        }
+    }
+
+    async fn load_or_refresh(&self, id: &ConnectionId, force: &Force, deadline: Duration) -> Result<AccessToken> {
+        // A caller ahead of this one in this process may have refreshed just now.
+        if let Some(token) = self.cached(id) {
+            let answers = match force {
+                Force::No | Force::IfDue => true,
+                Force::Unless(seen) => token != *seen,
+            };
+            if answers {
+                return Ok(token);
+            }
+        }
+        let mut c = self.load(id).await?;
+        if let Some(answer) = self.without_refresh(&c, force, self.now()) {
             return answer;
         }
         // Across processes: one lease holder refreshes; the others wait for its write.
         let key = format!("refresh:{}", id.as_str());
         let policy = &self.inner.policy;
-        let mut waited = Duration::ZERO;
         loop {
-            if self.inner.store.try_lease(&key, &self.inner.owner, policy.lease_ttl, self.now()).await? {
+            let now = self.now();
+            if self.inner.store.try_lease(&key, &self.inner.owner, policy.lease_ttl, now).await? {
                 break;
             }
-            if waited > policy.lease_ttl.saturating_mul(3) {
+            if force.serves_valid_token() && c.expires_at.is_some_and(|e| now < e) {
+                return Ok(c.access_token);
+            }
+            if self.inner.clock.monotonic() >= deadline {
                 return Err(Error::new(
                     ErrorCode::StoreUnavailable,
-                    "another worker kept the refresh lease for too long",
+                    format!(
+                        "another worker has held the refresh lease of connection {id} for over {} s; if it crashed, \
+                         its lease runs out after {} s",
+                        policy.lease_ttl.saturating_mul(3).as_secs(),
+                        policy.lease_ttl.as_secs()
+                    ),
                 ));
             }
-            self.inner.clock.sleep(policy.lease_poll).await;
-            waited += policy.lease_poll;
-            let c = self.inner.store.get(id).await?.ok_or_else(|| not_found(id))?;
-            if let Some(answer) = self.without_refresh(&c, &force, started, self.now()) {
+            self.inner.clock.sleep(policy.lease_poll.max(MIN_LEASE_POLL)).await;
+            c = self.load(id).await?;
+            if let Some(answer) = self.without_refresh(&c, force, self.now()) {
                 return answer;
             }
         }
         let result = async {
             // Lease won: re-read, another instance may have refreshed just now.
-            let c = self.inner.store.get(id).await?.ok_or_else(|| not_found(id))?;
-            if let Some(answer) = self.without_refresh(&c, &force, started, self.now()) {
+            let c = self.load(id).await?;
+            if let Some(answer) = self.without_refresh(&c, force, self.now()) {
                 return answer;
             }
-            self.refresh_now(c).await
+            self.refresh_now(c, force).await
         }
         .await;
         if let Err(e) = self.inner.store.release_lease(&key, &self.inner.owner).await {
@@ -181,17 +333,28 @@ impl<C: Connector, S: TokenStore> Connections<C, S> {
         result
     }
 
+    /// The stored connection; a missing one is also dropped from the cache.
+    async fn load(&self, id: &ConnectionId) -> Result<Connection> {
+        match self.inner.store.get(id).await? {
+            Some(c) => Ok(c),
+            None => {
+                self.forget(id);
+                Err(not_found(id))
+            }
+        }
+    }
+
     /// The answer when no refresh is needed or allowed: `None` means refresh.
-    fn without_refresh(
-        &self,
-        c: &Connection,
-        force: &Force,
-        started: SystemTime,
-        now: SystemTime,
-    ) -> Option<Result<AccessToken>> {
+    fn without_refresh(&self, c: &Connection, force: &Force, now: SystemTime) -> Option<Result<AccessToken>> {
         match c.status {
-            ConnectionStatus::NeedsReauth => return Some(Err(stored_error(c, ErrorCode::ReconnectRequired))),
-            ConnectionStatus::Disconnected => return Some(Err(not_found(&c.id))),
+            ConnectionStatus::NeedsReauth => {
+                self.forget(&c.id);
+                return Some(Err(stored_error(c, ErrorCode::ReconnectRequired)));
+            }
+            ConnectionStatus::Disconnected => {
+                self.forget(&c.id);
+                return Some(Err(not_found(&c.id)));
+            }
             _ => {}
         }
         if c.kind == CredentialKind::PrivateApp {
@@ -200,33 +363,36 @@ impl<C: Connector, S: TokenStore> Connections<C, S> {
         }
         let fresh = !self.due(c, now)
             && match force {
-                Force::No => true,
-                // Someone refreshed after this call started: that is as good as a forced refresh. Strictly after: a
-                // token from the very instant the call started (a coarse or manual clock) may predate the call.
-                Force::Yes => c.refreshed_at > started,
-                Force::IfStillIs(rejected) => c.access_token != *rejected,
+                Force::No | Force::IfDue => true,
+                // Someone refreshed since the token was seen: that is as good as this refresh.
+                Force::Unless(seen) => c.access_token != *seen,
             };
         if fresh {
             self.remember(c);
             return Some(Ok(c.access_token.clone()));
         }
-        if c.status == ConnectionStatus::Backoff && c.retry_at.is_some_and(|t| now < t) {
-            let still_valid = c.expires_at.is_some_and(|e| now < e);
-            return Some(if still_valid && matches!(force, Force::No) {
-                Ok(c.access_token.clone())
-            } else {
-                Err(stored_error(c, ErrorCode::HubspotUnavailable))
-            });
+        if c.status == ConnectionStatus::Backoff {
+            if let Some(retry_at) = c.retry_at.filter(|t| now < *t) {
+                let still_valid = c.expires_at.is_some_and(|e| now < e);
+                return Some(if still_valid && force.serves_valid_token() {
+                    // Served from the cache until the cooldown ends (or the token expires).
+                    self.remember_until(c, Some(c.expires_at.map_or(retry_at, |e| e.min(retry_at))));
+                    Ok(c.access_token.clone())
+                } else {
+                    Err(stored_error(c, ErrorCode::HubspotUnavailable))
+                });
+            }
         }
         None
     }
 
-    async fn refresh_now(&self, c: Connection) -> Result<AccessToken> {
+    async fn refresh_now(&self, c: Connection, force: &Force) -> Result<AccessToken> {
         let Some(refresh_token) = c.refresh_token.clone() else {
             return Err(Error::new(ErrorCode::ReconnectRequired, "the connection has no refresh token; reconnect it"));
         };
-        match self.inner.connector.refresh(&refresh_token).await {
+        let error = match self.inner.connector.refresh(&refresh_token).await {
             Ok(set) => {
+                crate::failpoint::hit("refresh.answered");
                 let mut next = c.next_version(self.now());
                 next.access_token = set.access_token;
                 next.refresh_token = set.refresh_token.or(c.refresh_token.clone());
@@ -237,24 +403,30 @@ impl<C: Connector, S: TokenStore> Connections<C, S> {
                 }
                 next.mark_healthy();
                 let recovered = c.status != ConnectionStatus::Connected;
-                self.store_refreshed(c, next, recovered).await
+                return self.store_refreshed(c, next, recovered).await;
             }
-            Err(e) if e.code() == ErrorCode::ReconnectRequired => {
-                // Another worker may have refreshed (and rotated the token) after this one read it.
-                let current = self.inner.store.get(&c.id).await?.ok_or_else(|| not_found(&c.id))?;
-                if current.version != c.version && current.status == ConnectionStatus::Connected {
-                    self.remember(&current);
-                    return Ok(current.access_token);
+            Err(e) => e,
+        };
+        let dead = error.code() == ErrorCode::ReconnectRequired;
+        let status = if dead { ConnectionStatus::NeedsReauth } else { ConnectionStatus::Backoff };
+        let now = self.now();
+        let serve_valid = !dead && force.serves_valid_token() && c.expires_at.is_some_and(|e| now < e);
+        match self.record_failure(&c, &error, status).await {
+            Recorded::Done => {
+                if serve_valid {
+                    Ok(c.access_token)
+                } else {
+                    Err(error)
                 }
-                self.mark_failed(current, &e, ConnectionStatus::NeedsReauth).await;
-                Err(e)
             }
-            Err(e) => {
-                let current = self.inner.store.get(&c.id).await?.ok_or_else(|| not_found(&c.id))?;
-                let still_valid = current.expires_at.is_some_and(|t| self.now() < t);
-                let token = current.access_token.clone();
-                self.mark_failed(current, &e, ConnectionStatus::Backoff).await;
-                if still_valid { Ok(token) } else { Err(e) }
+            Recorded::Gone => Err(not_found(&c.id)),
+            Recorded::Superseded(current) => {
+                tracing::info!(connection = %c.id, "another worker's result stands over this refresh's failure");
+                match self.without_refresh(&current, &Force::No, now) {
+                    Some(answer) => answer,
+                    None if serve_valid => Ok(c.access_token),
+                    None => Err(error),
+                }
             }
         }
     }
@@ -265,8 +437,10 @@ impl<C: Connector, S: TokenStore> Connections<C, S> {
         let mut attempt = 0;
         loop {
             attempt += 1;
+            crate::failpoint::hit("refresh.before_store_write");
             match self.inner.store.compare_and_swap(&next).await {
                 Ok(true) => {
+                    crate::failpoint::hit("refresh.after_store_write");
                     self.remember(&next);
                     self.emit(EventKind::Refreshed, &next);
                     if recovered {
@@ -275,14 +449,14 @@ impl<C: Connector, S: TokenStore> Connections<C, S> {
                     return Ok(next.access_token);
                 }
                 Ok(false) => {
-                    let current = self.inner.store.get(&read.id).await?.ok_or_else(|| not_found(&read.id))?;
+                    let current = self.load(&read.id).await?;
                     let ours_is_based_on_current = current.refresh_token == read.refresh_token
                         && current.access_token == read.access_token
                         && current.status != ConnectionStatus::NeedsReauth;
                     if !ours_is_based_on_current || attempt >= WRITE_ATTEMPTS {
                         // A newer writer stored other tokens: never overwrite them.
                         tracing::info!(connection = %read.id, "a newer write won; using the stored tokens");
-                        return match self.without_refresh(&current, &Force::No, current.refreshed_at, self.now()) {
+                        return match self.without_refresh(&current, &Force::No, self.now()) {
                             Some(answer) => answer,
                             None => Ok(current.access_token),
                         };
@@ -333,51 +507,89 @@ impl<C: Connector, S: TokenStore> Connections<C, S> {
         }
     }
 
-    async fn mark_failed(&self, current: Connection, error: &Error, status: ConnectionStatus) {
-        let now = self.now();
-        let mut next = current.next_version(now);
-        next.status = status;
-        next.failures = current.failures.saturating_add(1);
-        next.last_error = Some(LastError { code: error.code(), message: error.to_string(), at: now });
-        next.retry_at = match status {
-            ConnectionStatus::Backoff => {
-                let policy = &self.inner.policy;
-                let exp = 1u32.checked_shl(next.failures.saturating_sub(1).min(16)).unwrap_or(u32::MAX);
-                let cooldown = policy.backoff_initial.saturating_mul(exp).min(policy.backoff_max);
-                Some(saturating_add(now, error.retry_after().map_or(cooldown, |r| r.max(cooldown))))
-            }
-            _ => None,
-        };
-        match self.inner.store.compare_and_swap(&next).await {
-            Ok(true) => {
-                if status == ConnectionStatus::NeedsReauth {
-                    self.forget(&next.id);
-                    self.emit(EventKind::NeedsReauth, &next);
-                } else {
-                    self.emit(EventKind::RefreshFailed, &next);
-                    // Callers in this process wait for the cooldown instead of asking again.
-                    if let Some(retry_at) = next.retry_at {
-                        let mut cache = self.inner.cache.write().unwrap_or_else(std::sync::PoisonError::into_inner);
-                        if next.expires_at.is_some_and(|e| now < e) {
-                            cache.insert(
-                                next.id.clone(),
-                                Cached {
-                                    token: next.access_token.clone(),
-                                    refresh_at: Some(retry_at.min(next.expires_at.unwrap_or(retry_at))),
-                                },
-                            );
-                        } else {
-                            cache.remove(&next.id);
+    /// Records a failed refresh of the tokens in `read`: on that version, or on a later one that changed only
+    /// health fields. Never over other tokens (another worker refreshed), and never over `needs_reauth`.
+    async fn record_failure(&self, read: &Connection, error: &Error, status: ConnectionStatus) -> Recorded {
+        let mut base = read.clone();
+        for _ in 0..WRITE_ATTEMPTS {
+            let now = self.now();
+            let next = failed(&base, error, status, now, &self.inner.policy);
+            match self.inner.store.compare_and_swap(&next).await {
+                Ok(true) => {
+                    if status == ConnectionStatus::NeedsReauth {
+                        self.forget(&next.id);
+                        self.emit(EventKind::NeedsReauth, &next);
+                    } else {
+                        self.emit(EventKind::RefreshFailed, &next);
+                        // Callers in this process wait for the cooldown instead of asking again.
+                        match (next.retry_at, next.expires_at) {
+                            (Some(retry_at), Some(expires_at)) if now < expires_at => {
+                                self.remember_until(&next, Some(retry_at.min(expires_at)))
+                            }
+                            _ => self.forget(&next.id),
                         }
                     }
+                    return Recorded::Done;
+                }
+                Ok(false) => {
+                    let current = match self.inner.store.get(&read.id).await {
+                        Ok(Some(current)) => current,
+                        Ok(None) => {
+                            self.forget(&read.id);
+                            return Recorded::Gone;
+                        }
+                        Err(e) => {
+                            tracing::warn!(connection = %read.id, code = e.code().as_str(), "could not record a refresh failure");
+                            return Recorded::Done;
+                        }
+                    };
+                    let same_tokens =
+                        current.access_token == read.access_token && current.refresh_token == read.refresh_token;
+                    if !same_tokens || current.status == ConnectionStatus::NeedsReauth {
+                        return Recorded::Superseded(Box::new(current));
+                    }
+                    base = current;
+                }
+                Err(e) => {
+                    tracing::warn!(connection = %read.id, code = e.code().as_str(), "could not record a refresh failure");
+                    return Recorded::Done;
                 }
             }
-            Ok(false) => tracing::info!(connection = %next.id, "the failure was not recorded: the connection changed"),
-            Err(e) => {
-                tracing::warn!(connection = %next.id, code = e.code().as_str(), "could not record a refresh failure")
-            }
         }
+        tracing::info!(connection = %read.id, "the failure was not recorded: the connection kept changing");
+        Recorded::Done
     }
+}
+
+/// The next version of `base` after a failed refresh.
+fn failed(
+    base: &Connection,
+    error: &Error,
+    status: ConnectionStatus,
+    now: SystemTime,
+    policy: &super::Policy,
+) -> Connection {
+    let mut next = base.next_version(now);
+    next.status = status;
+    next.failures = base.failures.saturating_add(1);
+    next.last_error = Some(LastError { code: error.code(), message: error.to_string(), at: now });
+    next.retry_at = match status {
+        ConnectionStatus::Backoff => {
+            let exp = 1u32.checked_shl(next.failures.saturating_sub(1).min(16)).unwrap_or(u32::MAX);
+            let cooldown = policy.backoff_initial.saturating_mul(exp).min(policy.backoff_max);
+            Some(saturating_add(now, error.retry_after().map_or(cooldown, |r| r.max(cooldown))))
+        }
+        _ => None,
+    };
+    next
+}
+
+/// A number in `[0, 1]` fixed by the token: every process and every check agree on a token's jitter.
+fn jitter_fraction(token: &AccessToken) -> f64 {
+    let digest = Sha256::digest(token.secret().as_bytes());
+    let mut first = [0u8; 8];
+    first.copy_from_slice(&digest[..8]);
+    u64::from_be_bytes(first) as f64 / u64::MAX as f64
 }
 
 /// The error a stored status stands for, with the stored message.
@@ -388,5 +600,62 @@ fn stored_error(c: &Connection, fallback: ErrorCode) -> Error {
             Error::new(code, last.message.clone())
         }
         None => Error::new(fallback, format!("connection {} is {}", c.id, c.status)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use super::*;
+    use crate::clock::ManualClock;
+    use crate::connection::Connection;
+    use crate::store::{ConnectionStore, InsertRules, MemoryStore};
+    use crate::{ClientSecret, HubSpotConnector, RefreshToken};
+
+    async fn manager(clock: &ManualClock) -> Connections<HubSpotConnector, Arc<MemoryStore>> {
+        let connector = HubSpotConnector::builder("id", ClientSecret::new("secret"), "http://localhost/cb")
+            .build()
+            .unwrap_or_else(|e| panic!("{e}"));
+        Connections::builder(connector, Arc::new(MemoryStore::new())).clock(Arc::new(clock.clone())).build()
+    }
+
+    async fn seed(m: &Connections<HubSpotConnector, Arc<MemoryStore>>, n: u64) -> ConnectionId {
+        let now = m.now();
+        let c = Connection::new(
+            format!("t{n}"),
+            n,
+            AccessToken::new(format!("access-{n}")),
+            Some(RefreshToken::new(format!("refresh-{n}"))),
+            Some(now + Duration::from_secs(1_800)),
+            now,
+        );
+        let inserted = m.store().insert(&c, InsertRules::default()).await;
+        assert!(inserted.is_ok());
+        c.id
+    }
+
+    #[tokio::test]
+    async fn per_connection_state_does_not_grow_with_every_connection_ever_touched() {
+        let clock = ManualClock::new();
+        let m = manager(&clock).await;
+        let mut first = Vec::new();
+        for n in 0..2_000 {
+            let id = seed(&m, n).await;
+            assert!(m.access_token(&id).await.is_ok());
+            first.push(id);
+        }
+        assert_eq!(lock(&m.inner.flights).len(), 0, "no flight outlives its call");
+        // Ten idle minutes later, new connections are used: the idle entries make room.
+        clock.advance(Duration::from_secs(601));
+        for n in 2_000..2_100 {
+            let id = seed(&m, n).await;
+            assert!(m.access_token(&id).await.is_ok());
+        }
+        let cached = m.inner.cache.read().map(|c| c.entries.len()).unwrap_or_default();
+        assert!(cached < 2_000, "{cached} cache entries kept");
+        // An evicted connection is simply read again.
+        assert!(m.access_token(&first[0]).await.is_ok());
     }
 }

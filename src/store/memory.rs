@@ -121,7 +121,9 @@ impl LeaseStore for MemoryStore {
     async fn try_lease(&self, key: &str, owner: &str, ttl: Duration, now: SystemTime) -> Result<bool> {
         let mut state = self.state();
         match state.leases.get(key) {
-            Some((holder, until)) if holder != owner && *until > now => Ok(false),
+            Some((holder, until)) if holder != owner && *until > now && !super::lease_is_absurd(*until, now, ttl) => {
+                Ok(false)
+            }
             _ => {
                 state.leases.insert(key.to_owned(), (owner.to_owned(), saturating_add(now, ttl)));
                 Ok(true)

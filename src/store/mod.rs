@@ -146,7 +146,7 @@ impl ConnectionFilter {
 /// use std::time::{Duration, SystemTime};
 /// use async_trait::async_trait;
 /// use hubspot_connect::store::{
-///     ConnectionFilter, ConnectionStore, Inserted, InsertRules, LeaseStore, PendingStore, TokenStore,
+///     ConnectionFilter, ConnectionStore, Inserted, InsertRules, LeaseStore, PendingStore, TokenStore, lease_is_absurd,
 /// };
 /// use hubspot_connect::{Connection, ConnectionId, PendingAuthorization, Result};
 ///
@@ -218,7 +218,9 @@ impl ConnectionFilter {
 ///     async fn try_lease(&self, key: &str, owner: &str, ttl: Duration, now: SystemTime) -> Result<bool> {
 ///         let mut leases = self.leases.lock().unwrap();
 ///         match leases.get(key) {
-///             Some((holder, until)) if holder != owner && *until > now => Ok(false),
+///             Some((holder, until)) if holder != owner && *until > now && !lease_is_absurd(*until, now, ttl) => {
+///                 Ok(false)
+///             }
 ///             _ => {
 ///                 leases.insert(key.to_owned(), (owner.to_owned(), now + ttl));
 ///                 Ok(true)
@@ -284,11 +286,19 @@ pub trait PendingStore: fmt::Debug + Send + Sync + 'static {
 #[async_trait]
 pub trait LeaseStore: fmt::Debug + Send + Sync + 'static {
     /// Takes (or, for its owner, extends) the lease on `key` until `now + ttl`. `Ok(false)` when another owner
-    /// holds an unexpired lease.
+    /// holds an unexpired lease. A lease expiring more than `2 × ttl` after `now` is taken over as if it had expired
+    /// (see [`lease_is_absurd`]): it was written by a clock that ran ahead.
     async fn try_lease(&self, key: &str, owner: &str, ttl: Duration, now: SystemTime) -> Result<bool>;
 
     /// Releases the lease if `owner` holds it. `Ok(false)` when it did not (it expired and someone else took it).
     async fn release_lease(&self, key: &str, owner: &str) -> Result<bool>;
+}
+
+/// Whether a lease held `until` is too far ahead of `now` to be honest: more than twice `ttl` ahead. No holder with
+/// a sane clock can have written it; a clock that ran ahead (or a corrupt value) did, and honouring it would block
+/// every refresh of the connection until then. Backends take such a lease over as if it had expired.
+pub fn lease_is_absurd(until: SystemTime, now: SystemTime, ttl: Duration) -> bool {
+    until.duration_since(now).is_ok_and(|ahead| ahead > ttl.saturating_mul(2))
 }
 
 /// A store with all three: what [`crate::Connections`] needs. Implemented for every such type.

@@ -313,7 +313,9 @@ const TRY_LEASE: &str = r#"
 local cur = redis.call('HMGET', KEYS[1], 'o', 'u')
 if cur[1] and cur[1] ~= ARGV[1] then
   local until_ms = tonumber(cur[2])
-  if until_ms and until_ms > tonumber(ARGV[3]) then return 0 end
+  local now_ms = tonumber(ARGV[3])
+  -- Held unless expired, or absurdly far ahead (more than twice the asked time to live: a clock that ran ahead).
+  if until_ms and until_ms > now_ms and until_ms <= 2 * tonumber(ARGV[2]) - now_ms then return 0 end
 end
 redis.call('HSET', KEYS[1], 'o', ARGV[1], 'u', ARGV[2])
 redis.call('PEXPIRE', KEYS[1], ARGV[4])

@@ -393,7 +393,7 @@ impl Sql {
             try_lease: format!(
                 "INSERT INTO {leases} (key, owner, until_ms) VALUES (?1, ?2, ?3) \
                  ON CONFLICT(key) DO UPDATE SET owner = excluded.owner, until_ms = excluded.until_ms \
-                 WHERE {leases}.owner = excluded.owner OR {leases}.until_ms <= ?4"
+                 WHERE {leases}.owner = excluded.owner OR {leases}.until_ms <= ?4 OR {leases}.until_ms > 2 * ?3 - ?4"
             ),
             release_lease: format!("DELETE FROM {leases} WHERE key = ?1 AND owner = ?2"),
         }

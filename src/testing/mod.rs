@@ -158,15 +158,45 @@ pub struct FakeHubSpot {
 }
 
 struct Inner {
-    server: MockServer,
+    /// `Some` until dropped.
+    server: Option<MockServer>,
     shared: Arc<Shared>,
+}
+
+impl Inner {
+    fn server(&self) -> &MockServer {
+        self.server.as_ref().expect("the server lives until the fake is dropped")
+    }
+}
+
+impl Drop for Inner {
+    /// wiremock's `MockServer` blocks on an async verification when dropped. Inside a tokio task whose cooperative
+    /// budget is spent, the tokio locks it reads answer `Pending` and wake themselves at once, so that blocking
+    /// poll loop spins forever. Dropped on a plain thread instead, outside any runtime, it cannot.
+    fn drop(&mut self) {
+        let Some(server) = self.server.take() else { return };
+        let dropped = std::thread::Builder::new().name("fake-hubspot-drop".into()).spawn(move || drop(server));
+        match dropped {
+            Ok(handle) => {
+                if let Err(panic) = handle.join() {
+                    // A mock mounted with expectations that were not met: report it as wiremock would.
+                    if !std::thread::panicking() {
+                        std::panic::resume_unwind(panic);
+                    }
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "could not start a thread to stop the fake HubSpot; it was stopped in place")
+            }
+        }
+    }
 }
 
 impl fmt::Debug for FakeHubSpot {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let state = self.inner.shared.lock();
         f.debug_struct("FakeHubSpot")
-            .field("uri", &self.inner.server.uri())
+            .field("uri", &self.inner.server().uri())
             .field("client_id", &CLIENT_ID)
             .field("portals", &state.portals.keys().collect::<Vec<_>>())
             .field("rotation", &state.rotation)
@@ -213,7 +243,7 @@ impl FakeHubSpot {
                 .mount(&server)
                 .await;
         }
-        FakeHubSpot { inner: Arc::new(Inner { server, shared }) }
+        FakeHubSpot { inner: Arc::new(Inner { server: Some(server), shared }) }
     }
 
     fn state(&self) -> std::sync::MutexGuard<'_, state::State> {
@@ -224,12 +254,12 @@ impl FakeHubSpot {
 
     /// The base URL, e.g. `http://127.0.0.1:PORT`, serving both the authorize page and the API.
     pub fn uri(&self) -> String {
-        self.inner.server.uri()
+        self.inner.server().uri()
     }
 
     /// The underlying server, to mount extra mocks or inspect received requests.
     pub fn server(&self) -> &MockServer {
-        &self.inner.server
+        self.inner.server()
     }
 
     /// The fake app's client id (fixed, UUID-shaped).
