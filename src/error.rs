@@ -400,7 +400,7 @@ const MAX_FIELD: usize = 512;
 
 fn string_field(obj: &serde_json::Map<String, Value>, key: &str) -> Option<String> {
     match obj.get(key)? {
-        Value::String(s) => Some(truncate(s)),
+        Value::String(s) => Some(s.clone()),
         Value::Number(n) => Some(n.to_string()),
         Value::Bool(b) => Some(b.to_string()),
         _ => None,
@@ -432,8 +432,45 @@ fn scopes_from_context(ctx: Option<&Value>, out: &mut Vec<String>) {
 }
 
 impl HubSpotError {
-    /// Reads an error body. `None` when the body is not a JSON object.
+    /// Reads an error body. `None` when the body is not a JSON object. Long text fields are cut to 512 bytes.
     pub fn from_json(http_status: Option<u16>, body: &[u8]) -> Option<Self> {
+        let mut e = Self::from_json_whole(http_status, body)?;
+        e.truncate_fields();
+        Some(e)
+    }
+
+    /// Reads an error body, removes every secret (and every piece of one) from it, and only then cuts long fields,
+    /// so no part of a secret echoed near a cut survives.
+    pub(crate) fn from_json_scrubbed(http_status: Option<u16>, body: &[u8], secrets: &[&str]) -> Option<Self> {
+        let mut e = Self::from_json_whole(http_status, body)?;
+        e.scrub(secrets);
+        e.truncate_fields();
+        Some(e)
+    }
+
+    fn truncate_fields(&mut self) {
+        let fields = [
+            &mut self.error,
+            &mut self.error_description,
+            &mut self.status,
+            &mut self.message,
+            &mut self.correlation_id,
+            &mut self.category,
+            &mut self.sub_category,
+            &mut self.policy_name,
+            &mut self.error_type,
+        ];
+        for text in fields.into_iter().flatten() {
+            *text = truncate(text);
+        }
+        for e in &mut self.errors {
+            for text in [&mut e.message, &mut e.code, &mut e.r#in, &mut e.sub_category].into_iter().flatten() {
+                *text = truncate(text);
+            }
+        }
+    }
+
+    fn from_json_whole(http_status: Option<u16>, body: &[u8]) -> Option<Self> {
         let value: Value = serde_json::from_slice(body).ok()?;
         let Value::Object(obj) = &value else { return None };
         let errors = match obj.get("errors") {
@@ -512,17 +549,88 @@ impl HubSpotError {
             for text in [&mut e.message, &mut e.code, &mut e.r#in, &mut e.sub_category].into_iter().flatten() {
                 *text = scrub(text, secrets);
             }
+            for scope in &mut e.scopes {
+                *scope = scrub(scope, secrets);
+            }
         }
+    }
+
+    /// Every text the body holds (for checks that no secret survived).
+    #[cfg(any(test, feature = "fuzzing"))]
+    pub(crate) fn texts(&self) -> Vec<&str> {
+        let top = [
+            &self.error,
+            &self.error_description,
+            &self.status,
+            &self.message,
+            &self.correlation_id,
+            &self.category,
+            &self.sub_category,
+            &self.policy_name,
+            &self.error_type,
+        ];
+        let mut out: Vec<&str> = top.into_iter().flatten().map(String::as_str).collect();
+        for e in &self.errors {
+            out.extend([&e.message, &e.code, &e.r#in, &e.sub_category].into_iter().flatten().map(String::as_str));
+            out.extend(e.scopes.iter().map(String::as_str));
+        }
+        out
     }
 }
 
-/// Replaces every occurrence of each (non-trivial) secret in `text` with `[redacted]`.
+/// The shortest piece of a secret that [`scrub`] removes wherever it appears.
+pub(crate) const SCRUB_WINDOW: usize = 8;
+
+/// Removes secrets from `text`: every occurrence of a secret of 4 to 7 bytes, and every run of text that holds any
+/// [`SCRUB_WINDOW`]-byte piece of a longer secret (so a secret cut short by truncation, or echoed in part, does not
+/// survive either). Each removed run becomes `[redacted]`.
 pub(crate) fn scrub(text: &str, secrets: &[&str]) -> String {
-    let mut out = text.to_owned();
-    for secret in secrets.iter().filter(|s| s.len() >= 4) {
-        if out.contains(secret) {
-            out = out.replace(secret, "[redacted]");
+    let bytes = text.as_bytes();
+    let mut marked = vec![false; bytes.len()];
+    let mut windows: std::collections::HashSet<&[u8]> = std::collections::HashSet::new();
+    for secret in secrets.iter().map(|s| s.as_bytes()) {
+        if secret.len() >= SCRUB_WINDOW {
+            windows.extend(secret.windows(SCRUB_WINDOW));
+        } else if secret.len() >= 4 {
+            for start in 0..bytes.len().saturating_sub(secret.len() - 1) {
+                if &bytes[start..start + secret.len()] == secret {
+                    marked[start..start + secret.len()].iter_mut().for_each(|m| *m = true);
+                }
+            }
         }
+    }
+    if !windows.is_empty() {
+        for (start, window) in bytes.windows(SCRUB_WINDOW).enumerate() {
+            if windows.contains(window) {
+                marked[start..start + SCRUB_WINDOW].iter_mut().for_each(|m| *m = true);
+            }
+        }
+    }
+    if !marked.contains(&true) {
+        return text.to_owned();
+    }
+    // The marker itself must not hold a piece of a secret (a secret could contain "redacted").
+    let marker =
+        if "[redacted]".as_bytes().windows(SCRUB_WINDOW).any(|w| windows.contains(w)) { "[***]" } else { "[redacted]" };
+    let mut out = String::with_capacity(text.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let len = text[i..].chars().next().map_or(1, char::len_utf8);
+        if !marked[i..i + len].contains(&true) {
+            out.push_str(&text[i..i + len]);
+            i += len;
+            continue;
+        }
+        // A marked run, widened to whole characters.
+        let mut end = i + len;
+        while end < bytes.len() && marked[end] {
+            end += 1;
+        }
+        while !text.is_char_boundary(end) {
+            end += 1;
+        }
+        out.push_str(marker);
+        i = end;
     }
     out
 }
@@ -584,6 +692,106 @@ mod tests {
         e.scrub(&["CANARY-1234"]);
         assert_eq!(e.message.as_deref(), Some("token [redacted] is bad"));
         assert_eq!(e.errors[0].message.as_deref(), Some("[redacted]"));
+    }
+
+    #[test]
+    fn a_secret_near_the_cut_is_scrubbed_before_truncation() {
+        // Finding 4: a 45-character secret echoed so that the 512-byte cut falls inside it.
+        let secret = "CANARY-0123456789-abcdefghijklmnopqrstuvwxyz";
+        for at in [480, 490, 500, 505, 510] {
+            let body = format!(r#"{{"message":"{}{secret} tail"}}"#, "x".repeat(at));
+            let e = HubSpotError::from_json_scrubbed(Some(400), body.as_bytes(), &[secret]).unwrap();
+            let text = e.message.unwrap();
+            for piece in secret.as_bytes().windows(SCRUB_WINDOW) {
+                assert!(!text.contains(std::str::from_utf8(piece).unwrap()), "{at}: {text}");
+            }
+        }
+        // And a part of a secret, echoed alone, goes too.
+        assert_eq!(scrub("seen: CANARY-0123456789 only", &[secret]), "seen: [redacted] only");
+    }
+
+    #[test]
+    fn scrub_keeps_text_without_secrets_and_whole_characters() {
+        assert_eq!(scrub("nothing here", &["SECRET-TOKEN-1"]), "nothing here");
+        assert_eq!(scrub("é SECRET-TOKEN-1é", &["SECRET-TOKEN-1"]), "é [redacted]é");
+        assert_eq!(scrub("abcd", &["abcd"]), "[redacted]");
+        assert_eq!(scrub("abc", &["abc"]), "abc", "secrets under 4 bytes are not scrubbed");
+        assert_eq!(scrub("the redacted word", &["xx-redacted-yy"]), "the [***] word");
+    }
+
+    mod properties {
+        use super::super::*;
+        use proptest::prelude::*;
+
+        const SECRET: &str = "[A-Za-z0-9._~+/=-]{8,80}";
+
+        proptest! {
+            #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+
+            /// No 8-byte piece of a secret survives the scrubber, whatever surrounds it.
+            #[test]
+            fn no_piece_of_a_secret_survives(
+                secret in SECRET,
+                before in ".{0,40}",
+                after in ".{0,40}",
+                cut in 0usize..80,
+                keep in 8usize..80,
+            ) {
+                let start = cut.min(secret.len() - 8);
+                let end = (start + keep).min(secret.len());
+                let text = format!("{before}{}{after}{secret}", &secret[start..end]);
+                let out = scrub(&text, &[&secret]);
+                for piece in secret.as_bytes().windows(SCRUB_WINDOW) {
+                    prop_assert!(!out.as_bytes().windows(SCRUB_WINDOW).any(|w| w == piece), "{out:?}");
+                }
+            }
+
+            /// The same through HubSpot's error body, with the 512-byte cut anywhere.
+            #[test]
+            fn no_piece_of_a_secret_survives_an_error_body(secret in SECRET, pad in 400usize..520) {
+                let body = serde_json::json!({
+                    "message": format!("{}{secret}", "p".repeat(pad)),
+                    "errors": [{"message": secret.clone(), "context": {"missingScopes": [secret.clone()]}}],
+                });
+                let bytes = serde_json::to_vec(&body).unwrap();
+                let e = HubSpotError::from_json_scrubbed(Some(400), &bytes, &[&secret]).unwrap();
+                for text in e.texts() {
+                    for piece in secret.as_bytes().windows(SCRUB_WINDOW) {
+                        prop_assert!(!text.as_bytes().windows(SCRUB_WINDOW).any(|w| w == piece), "{text:?}");
+                    }
+                }
+            }
+
+            /// Any bytes: an error body or `None`, never a panic, fields within bounds.
+            #[test]
+            fn any_bytes_read_without_panic(body in proptest::collection::vec(any::<u8>(), 0..512)) {
+                if let Some(e) = HubSpotError::from_json(Some(400), &body) {
+                    prop_assert!(e.text().is_none_or(|t| t.len() <= MAX_FIELD + 3));
+                }
+            }
+
+            /// Any JSON object of HubSpot's shapes reads back its fields.
+            #[test]
+            fn error_shapes_read_back(
+                error in proptest::option::of("[a-z_]{1,20}"),
+                status in proptest::option::of("[A-Z_]{1,20}"),
+                message in proptest::option::of(".{0,100}"),
+                correlation in proptest::option::of("[a-f0-9-]{1,36}"),
+            ) {
+                let mut obj = serde_json::Map::new();
+                for (k, v) in [("error", &error), ("status", &status), ("message", &message), ("correlationId", &correlation)] {
+                    if let Some(v) = v {
+                        obj.insert(k.to_owned(), Value::String(v.clone()));
+                    }
+                }
+                let bytes = serde_json::to_vec(&Value::Object(obj)).unwrap();
+                let e = HubSpotError::from_json(Some(400), &bytes).unwrap();
+                prop_assert_eq!(e.error, error);
+                prop_assert_eq!(e.status, status);
+                prop_assert_eq!(e.message, message);
+                prop_assert_eq!(e.correlation_id, correlation);
+            }
+        }
     }
 
     #[test]

@@ -20,6 +20,10 @@ pub mod web;
 #[cfg_attr(docsrs, doc(cfg(feature = "test-util")))]
 pub mod testing;
 
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing;
+
 pub use client::{ApiConfig, ApiRequest, ApiResponse, HubSpotApi, HubSpotApiBuilder, HubSpotClient, RateLimit};
 pub use clock::{Clock, ManualClock, SystemClock, expired};
 pub use connection::{Connection, ConnectionId, ConnectionStatus, CredentialKind, LastError, PendingAuthorization};

@@ -320,6 +320,131 @@ async fn postgres_and_redis_stores_from_the_command_line() {
     }
 }
 
+/// Findings 1 and 2: secrets never in `--help`, each readable from a file, and a warning (and a private file)
+/// when tokens are kept without encryption.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn secrets_from_files_and_never_in_help() {
+    let e = Env::new().await;
+    let leaky = [
+        ("HUBCONNECT_STORE", "postgres://u:CANARY-pw@127.0.0.1:1/x".to_owned()),
+        ("HUBSPOT_CLIENT_SECRET", "CANARY-secret".to_owned()),
+        ("HUBCONNECT_ENCRYPTION_KEYS", "k1:CANARY-keys".to_owned()),
+    ];
+    let help = e.raw(&["--help".to_owned()], &leaky).await;
+    assert_eq!(help.status, 0, "{}", help.stderr);
+    assert!(!format!("{}{}", help.stdout, help.stderr).contains("CANARY"), "{}", help.stdout);
+    for flag in ["--client-secret-file", "--encryption-keys-file", "--store-file"] {
+        assert!(help.stdout.contains(flag), "{flag} in --help");
+    }
+
+    // Every secret from a file: the client secret (flag and env), the store URL, the encryption keys.
+    let dir = std::env::temp_dir().join(format!("hc-cli-files-{}", hubspot_connect::ConnectionId::random()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let secret_file = dir.join("client-secret");
+    std::fs::write(&secret_file, format!("{}\n", e.fake.client_secret())).unwrap();
+    let store_file = dir.join("store-url");
+    std::fs::write(&store_file, format!("{}\n", e.store_url())).unwrap();
+    let keys_file = dir.join("keys");
+    let key = hubspot_connect::store::EncryptionKey::generate("k1").unwrap().to_config();
+    std::fs::write(&keys_file, format!("{key}\n")).unwrap();
+    let uri = e.fake.uri();
+    let common = |extra: &[&str]| -> Vec<String> {
+        let mut v: Vec<String> = [
+            "--store-file",
+            store_file.to_str().unwrap(),
+            "--client-id",
+            e.fake.client_id(),
+            "--redirect-uri",
+            e.fake.redirect_uri(),
+            "--auth-base",
+            &uri,
+            "--api-base",
+            &uri,
+        ]
+        .iter()
+        .map(|s| (*s).to_owned())
+        .collect();
+        v.extend(extra.iter().map(|s| (*s).to_owned()));
+        v
+    };
+    let begun = e
+        .raw(
+            &common(&["--client-secret-file", secret_file.to_str().unwrap(), "connect", "--tenant", "acme", "--json"]),
+            &[("HUBCONNECT_ENCRYPTION_KEYS_FILE", keys_file.display().to_string())],
+        )
+        .await;
+    assert_eq!(begun.status, 0, "{}", begun.stderr);
+    assert!(!begun.stderr.contains("unencrypted"), "no warning with keys: {}", begun.stderr);
+    let callback = e.fake.consent(begun.json()["authorize_url"].as_str().unwrap()).await.unwrap();
+    let done = e
+        .raw(
+            &common(&[
+                "--encryption-keys-file",
+                keys_file.to_str().unwrap(),
+                "complete",
+                "--callback-url",
+                callback.as_str(),
+                "--json",
+            ]),
+            &[("HUBSPOT_CLIENT_SECRET_FILE", secret_file.display().to_string())],
+        )
+        .await;
+    assert_eq!(done.status, 0, "{}", done.stderr);
+    let id = done.json()["id"].as_str().unwrap().to_owned();
+    assert!(e.stored_refresh_token(&id).await.starts_with("enc:v1:k1:"));
+
+    // Both a secret and its file: refused, naming neither value.
+    let both = e.run(&["--client-secret-file", secret_file.to_str().unwrap(), "token", &id, "--json"]).await;
+    assert_error(&both, "INVALID_CONFIG");
+    let missing = e.run(&["--encryption-keys-file", "/nonexistent/keys", "list", "--json"]).await;
+    assert_error(&missing, "INVALID_CONFIG");
+
+    // Without encryption: a warning on stderr, and the SQLite file is the owner's only.
+    let r = e.run(&["connect", "--tenant", "acme", "--json"]).await;
+    assert_eq!(r.status, 0, "{}", r.stderr);
+    assert!(r.stderr.contains("warning: tokens are stored unencrypted"), "{}", r.stderr);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&e.db).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "{mode:o}");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Finding 7: proxies named in the environment are not used silently (a proxy sees every token).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn environment_proxies_are_not_used() {
+    let e = Env::new().await;
+    let c = e.connect("acme").await;
+    let id = c["id"].as_str().unwrap().to_owned();
+    let proxy = wiremock::MockServer::start().await;
+    let uri = e.fake.uri();
+    let mut args: Vec<String> = [
+        "--store",
+        &e.store_url(),
+        "--client-id",
+        e.fake.client_id(),
+        "--client-secret",
+        e.fake.client_secret(),
+        "--auth-base",
+        &uri,
+        "--api-base",
+        &uri,
+    ]
+    .iter()
+    .map(|s| (*s).to_owned())
+    .collect();
+    args.extend(["test".to_owned(), id, "--json".to_owned()]);
+    let env: Vec<(&str, String)> = ["HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy"]
+        .into_iter()
+        .map(|k| (k, proxy.uri()))
+        .collect();
+    let r = e.raw(&args, &env).await;
+    assert_eq!(r.status, 0, "{}", r.stderr);
+    assert_eq!(proxy.received_requests().await.unwrap().len(), 0, "a request went through the proxy");
+}
+
 /// An operator who forces a refresh learns when it failed, even though the stored token is still valid.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_forced_refresh_that_fails_exits_1() {

@@ -278,3 +278,66 @@ async fn other_errors_keep_hubspots_body() {
     assert_eq!(body.category.as_deref(), Some("OBJECT_NOT_FOUND"));
     assert!(body.correlation_id.is_some());
 }
+
+/// Finding 7: a 307/308 keeps the method and the body; to another host it is refused, not followed.
+#[tokio::test]
+async fn a_body_is_never_redirected_to_another_host() {
+    let w = world().await;
+    let other = wiremock::MockServer::start().await;
+    wiremock::Mock::given(wiremock::matchers::path("/landing"))
+        .respond_with(wiremock::ResponseTemplate::new(200).set_body_json(json!({"id": "1"})))
+        .mount(&other)
+        .await;
+    let c = w.client().await;
+    for status in [307, 308] {
+        w.fake.fail(Endpoint::CrmCreate, Failure::Redirect { status, location: format!("{}/landing", other.uri()) }, 1);
+        let err = c
+            .post_json::<Value>("crm/v3/objects/contacts", &json!({"properties": {"email": "CANARY@customer.example"}}))
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), ErrorCode::HubspotUnavailable, "{err}");
+        assert!(err.message().contains("not a HubSpot API host"), "{err}");
+    }
+    assert_eq!(other.received_requests().await.unwrap().len(), 0, "the customer's data went to another host");
+    // A same-host 307 keeps its body.
+    w.fake.fail(Endpoint::CrmCreate, Failure::Redirect { status: 307, location: "/crm/v3/objects/contacts".into() }, 1);
+    c.post_json::<Value>("crm/v3/objects/contacts", &json!({"properties": {}})).await.unwrap();
+}
+
+/// Finding 7: a listed HubSpot host on another port is not a HubSpot host.
+#[tokio::test]
+async fn the_host_allow_list_minds_the_port() {
+    let w = world().await;
+    let mut config = hubspot_connect::ApiConfig::default();
+    config.api_hosts.push("localhost".into());
+    let api = HubSpotApi::builder(w.api.connections().clone()).config(config).api_base(w.fake.uri()).build().unwrap();
+    let c = api.client(&w.id).await.unwrap();
+    let err = c.send(ApiRequest::get("https://localhost:1/crm/v3/objects/contacts")).await.unwrap_err();
+    assert_eq!(err.code(), ErrorCode::InvalidConfig, "{err}");
+    assert!(err.message().contains("not a HubSpot API host"), "{err}");
+}
+
+/// Finding 8: API answers have their own cap, far above HubSpot's largest page, and its error says what happened.
+#[tokio::test]
+async fn big_api_answers_are_read_up_to_their_own_cap() {
+    let w = world().await;
+    let big = format!(r#"{{"results":["{}"]}}"#, "x".repeat(3 * 1024 * 1024));
+    wiremock::Mock::given(wiremock::matchers::path("/crm/v3/objects/contacts/batch/read"))
+        .respond_with(wiremock::ResponseTemplate::new(200).set_body_raw(big.into_bytes(), "application/json"))
+        .mount(w.fake.server())
+        .await;
+    let c = w.client().await;
+    let page: Value = c.post_json("crm/v3/objects/contacts/batch/read", &json!({"inputs": []})).await.unwrap();
+    assert_eq!(page["results"].as_array().unwrap().len(), 1);
+
+    let small = HubSpotApi::builder(w.api.connections().clone())
+        .api_base(w.fake.uri())
+        .max_response_body(1024 * 1024)
+        .build()
+        .unwrap();
+    let c = small.client(&w.id).await.unwrap();
+    let err = c.post_json::<Value>("crm/v3/objects/contacts/batch/read", &json!({"inputs": []})).await.unwrap_err();
+    assert_eq!(err.code(), ErrorCode::InvalidConfig, "{err}");
+    assert!(err.message().contains("larger than the 1 MiB") && err.message().contains("max_response_body"), "{err}");
+    assert!(!err.is_retryable());
+}

@@ -122,10 +122,10 @@ async fn token_requests_carry_hubspots_fields() {
         }
         assert!(form.contains(&("grant_type".into(), "authorization_code".into())));
         assert!(form.contains(&("redirect_uri".into(), e.fake.redirect_uri().into())));
-        // Every field is one HubSpot's spec names for the token endpoint.
-        let spec: serde_json::Value = serde_json::from_str(include_str!("specs/oauth-v1.json")).unwrap();
-        let props = &spec["paths"]["/oauth/v1/token"]["post"]["requestBody"]["content"]["application/x-www-form-urlencoded"]
-            ["schema"]["properties"];
+        // Every field is one HubSpot names for the token endpoint (the project's schema of its form).
+        let spec: serde_json::Value = serde_json::from_str(include_str!("schemas/oauth-v1.json")).unwrap();
+        let props = &spec["components"]["schemas"]["TokenRequest"]["properties"];
+        assert!(props.as_object().is_some_and(|p| p.len() >= 6));
         for name in &names {
             assert!(props.get(*name).is_some(), "{version}: {name} is not a HubSpot token field");
         }
@@ -417,6 +417,28 @@ async fn garbage_from_the_token_endpoint() {
             ),
             ErrorCode::ReconnectRequired,
         ),
+        (
+            // Finding 9: a token beside an error is an error, typed by the error.
+            "token and error",
+            raw(200, json, r#"{"access_token":"CANARY-AT","refresh_token":"CANARY-AT2","error":"invalid_grant"}"#),
+            ErrorCode::ReconnectRequired,
+        ),
+        (
+            "token and unknown error",
+            raw(200, json, r#"{"access_token":"CANARY-AT","error":"something_new"}"#),
+            ErrorCode::HubspotUnavailable,
+        ),
+        (
+            // Finding 9: a token with CR/LF (a header injection if ever sent) is never stored.
+            "access token with CR/LF",
+            raw(200, json, r#"{"access_token":"CANARY-AT\r\nX-Injected: 1","expires_in":60}"#),
+            ErrorCode::HubspotUnavailable,
+        ),
+        (
+            "refresh token with a space",
+            raw(200, json, r#"{"access_token":"CANARY-AT","refresh_token":"CANARY AT2"}"#),
+            ErrorCode::HubspotUnavailable,
+        ),
         ("2 MiB body", raw(200, json, vec![b' '; 2 * 1024 * 1024]), ErrorCode::HubspotUnavailable),
         ("2 MiB error body", raw(400, json, vec![b' '; 2 * 1024 * 1024]), ErrorCode::HubspotUnavailable),
         ("400 html", raw(400, "text/html", "<html>400</html>"), ErrorCode::HubspotUnavailable),
@@ -433,7 +455,7 @@ async fn garbage_from_the_token_endpoint() {
         e.fake.fail(Endpoint::Token202603, failure, 3);
         let err = e.hubspot.refresh(&refresh).await.unwrap_err();
         assert_eq!(err.code(), code, "{name}: {err}");
-        assert_clean(&err, &["REFRESH-ECHO", "CANARY-AT", e.fake.client_secret()]);
+        assert_clean(&err, &["REFRESH-ECHO", "CANARY-AT", "CANARY AT2", e.fake.client_secret()]);
         assert!(!err.message().contains('\n'), "{name}: one line");
     }
 }

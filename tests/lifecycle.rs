@@ -209,6 +209,38 @@ async fn one_portal_one_tenant() {
     assert_eq!(stored[0].tenant, "acme");
 }
 
+/// Finding 11: HubSpot may hand the same refresh token to the same user, portal and app on a second install.
+/// Refusing that install (the portal belongs to another tenant, or the plan is full, or a scope was not granted)
+/// must not revoke the token the owning tenant's connection still uses.
+#[tokio::test]
+async fn a_refused_second_install_never_revokes_the_owners_token() {
+    use hubspot_connect::testing::Reinstall;
+    let w = world().await;
+    w.fake.set_reinstall(Reinstall::SameRefreshToken);
+    let owner = w.connect("acme", BeginOptions::default()).await.unwrap().connection;
+
+    // Same user, same portal, another tenant: refused as PORTAL_ALREADY_CONNECTED.
+    let err = w.connect("globex", BeginOptions::default()).await.unwrap_err();
+    assert_eq!(err.code(), ErrorCode::PortalAlreadyConnected, "{err}");
+    // Same user, same portal, a required scope not granted: refused as AUTH_SCOPE_DENIED.
+    w.fake.refuse_scopes(&["crm.objects.contacts.read"]);
+    let err = w.connect("globex", BeginOptions::default()).await.unwrap_err();
+    assert_eq!(err.code(), ErrorCode::AuthScopeDenied, "{err}");
+    w.fake.refuse_scopes(&[]);
+    assert_eq!(w.fake.requests(Endpoint::Revoke202603), 0, "a token a stored connection holds is never revoked");
+
+    // The owner's connection still refreshes.
+    let refreshed = w.manager.refresh(&owner.id, true).await.unwrap();
+    assert_eq!(refreshed.status, ConnectionStatus::Connected);
+
+    // Without the shared token, a refused install's own token is still revoked.
+    w.fake.set_reinstall(Reinstall::NewRefreshToken);
+    let err = w.connect("globex", BeginOptions::default()).await.unwrap_err();
+    assert_eq!(err.code(), ErrorCode::PortalAlreadyConnected, "{err}");
+    assert_eq!(w.fake.requests(Endpoint::Revoke202603), 1);
+    w.manager.refresh(&owner.id, true).await.unwrap();
+}
+
 #[tokio::test]
 async fn refused_refresh_needs_reauth_and_reconnect_recovers() {
     let w = world().await;

@@ -72,6 +72,7 @@ macro_rules! conformance {
                 pending_is_taken_once_with_every_field,
                 pending_concurrent_takers_one_wins,
                 pending_expired_is_still_returned,
+                pending_capped_per_tenant,
                 lease_rules,
                 lease_concurrent_owners_one_wins,
                 lease_from_a_clock_far_ahead_is_taken_over,
@@ -392,17 +393,38 @@ mod cases {
     }
 
     pub(super) async fn pending_expired_is_still_returned(store: Store) {
-        // Expired an hour before the next put: still there, and returned (the caller reports it as expired).
+        // Expired half an hour before the next put: still there, and returned (the caller reports it as expired).
         let mut old = pending("old", false);
         old.created_at = at(0);
         old.expires_at = at(600_000);
         store.put_pending(old).await.unwrap();
         let mut newer = pending("newer", false);
-        newer.created_at = at(600_000 + 3_600_000);
-        newer.expires_at = at(600_000 + 4_200_000);
+        newer.created_at = at(600_000 + 1_800_000);
+        newer.expires_at = at(600_000 + 2_400_000);
         store.put_pending(newer).await.unwrap();
         let got = store.take_pending(&PendingAuthorization::hash_state("old")).await.unwrap().unwrap();
         assert_eq!(got.expires_at, at(600_000));
+    }
+
+    /// Finding 6: `begin` in a loop fills its own tenant's allowance (the newest are kept), not the store.
+    pub(super) async fn pending_capped_per_tenant(store: Store) {
+        use hubspot_connect::store::MAX_PENDING_PER_TENANT;
+        let mut calm = pending("calm", false);
+        calm.tenant = "calm".into();
+        store.put_pending(calm).await.unwrap();
+        let total = MAX_PENDING_PER_TENANT + 5;
+        for i in 0..total {
+            let mut p = pending(&format!("busy-{i}"), false);
+            p.tenant = "busy".into();
+            p.created_at = at(1_000 * i as u64);
+            p.expires_at = at(1_000 * i as u64 + 600_000);
+            store.put_pending(p).await.unwrap();
+        }
+        for i in 0..total {
+            let got = store.take_pending(&PendingAuthorization::hash_state(&format!("busy-{i}"))).await.unwrap();
+            assert_eq!(got.is_some(), i >= total - MAX_PENDING_PER_TENANT, "busy-{i}");
+        }
+        assert!(store.take_pending(&PendingAuthorization::hash_state("calm")).await.unwrap().is_some());
     }
 
     pub(super) async fn lease_rules(store: Store) {
@@ -954,10 +976,10 @@ mod sqlite_only {
     }
 
     #[tokio::test]
-    async fn put_pending_purges_what_expired_more_than_a_day_earlier() {
+    async fn put_pending_purges_what_expired_more_than_the_grace_earlier() {
         let fresh = temp_store().await;
         let store = fresh.store.clone().unwrap();
-        let day = 86_400_000;
+        let day = u64::try_from(hubspot_connect::store::PENDING_GRACE.as_millis()).unwrap();
         let mut ancient = pending("ancient", false);
         ancient.expires_at = at(1_000);
         store.put_pending(ancient).await.unwrap();
@@ -1210,7 +1232,7 @@ mod server_only {
             let key = format!("{{{prefix}}}:s:{}", p.state_hash);
             store.put_pending(p).await.unwrap();
             let ttl: i64 = conn.pttl(key).await.unwrap();
-            let expected = (life + Duration::from_secs(86_400)).as_millis() as i64;
+            let expected = (life + hubspot_connect::store::PENDING_GRACE).as_millis() as i64;
             assert!(ttl > expected - 60_000 && ttl <= expected, "{ttl} vs {expected}");
             store.try_lease("k", "a", Duration::from_secs(30), at(0)).await.unwrap();
             let ttl: i64 = conn.pttl(format!("{{{prefix}}}:l:k")).await.unwrap();

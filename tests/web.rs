@@ -194,3 +194,33 @@ async fn hostile_return_paths_are_refused() {
     }
     assert_eq!(a.fake.requests(hubspot_connect::testing::Endpoint::Authorize), 0);
 }
+
+/// Finding 5: whoever can write the store (a shared Redis) cannot turn the callback into an open redirect, nor
+/// smuggle a `hubspot_connection` parameter of its own; and such return paths are refused at connect time too.
+#[tokio::test]
+async fn a_return_path_forged_in_the_store_is_not_followed() {
+    use hubspot_connect::PendingAuthorization;
+    use hubspot_connect::store::PendingStore;
+    let a = app().await;
+    for forged in ["//evil.example/phish", "/settings?hubspot_connection=hc_forged", "https://evil.example"] {
+        let path = a.consent("acme", "?return_to=/settings").await;
+        let state = url::form_urlencoded::parse(path.split_once('?').unwrap().1.as_bytes())
+            .find(|(k, _)| k == "state")
+            .unwrap()
+            .1
+            .into_owned();
+        let hash = PendingAuthorization::hash_state(&state);
+        let mut pending = a.store.take_pending(&hash).await.unwrap().unwrap();
+        pending.return_to = Some(forged.to_owned());
+        a.store.put_pending(pending).await.unwrap();
+        let r = a.callback(&path, "acme").await;
+        let back = location(&r);
+        assert!(back.starts_with("/?hubspot_connection=hc_"), "{forged}: {back}");
+        assert_eq!(back.matches("hubspot_connection").count(), 1, "{back}");
+    }
+    for refused in ["/settings?hubspot_connection=x", "/settings?hubspot_error=ACCESS_DENIED"] {
+        let query: String = url::form_urlencoded::byte_serialize(refused.as_bytes()).collect();
+        let r = a.router.clone().oneshot(get(&format!("/hubspot/connect?return_to={query}"), Some("acme"))).await;
+        assert_eq!(r.unwrap().status(), StatusCode::BAD_REQUEST, "{refused}");
+    }
+}

@@ -30,18 +30,30 @@ struct Cli {
 
 #[derive(Debug, Args)]
 struct Global {
-    /// Token store: sqlite://FILE, memory:, postgres://…, redis://…
-    #[arg(long, global = true, env = "HUBCONNECT_STORE", default_value = "sqlite://hubconnect.db")]
+    /// Token store: sqlite://FILE, memory:, postgres://…, redis://… (a URL with a password: prefer --store-file)
+    #[arg(
+        long,
+        global = true,
+        env = "HUBCONNECT_STORE",
+        hide_env_values = true,
+        default_value = "sqlite://hubconnect.db"
+    )]
     store: String,
+    /// Read the token store's URL from this file instead of --store (keeps a password out of `ps` and history).
+    #[arg(long, global = true, env = "HUBCONNECT_STORE_FILE")]
+    store_file: Option<std::path::PathBuf>,
     /// Table or key prefix, so several apps share one server.
     #[arg(long, global = true, env = "HUBCONNECT_STORE_PREFIX", default_value = "hubconnect")]
     store_prefix: String,
     /// The app's client id.
     #[arg(long, global = true, env = "HUBSPOT_CLIENT_ID")]
     client_id: Option<String>,
-    /// The app's client secret.
+    /// The app's client secret (prefer --client-secret-file).
     #[arg(long, global = true, env = "HUBSPOT_CLIENT_SECRET", hide_env_values = true)]
     client_secret: Option<String>,
+    /// Read the app's client secret from this file.
+    #[arg(long, global = true, env = "HUBSPOT_CLIENT_SECRET_FILE")]
+    client_secret_file: Option<std::path::PathBuf>,
     /// The app's redirect URI.
     #[arg(long, global = true, env = "HUBSPOT_REDIRECT_URI", default_value = "http://localhost:3000/oauth/callback")]
     redirect_uri: String,
@@ -66,9 +78,13 @@ struct Global {
     /// Let several tenants connect the same portal.
     #[arg(long, global = true, env = "HUBCONNECT_ALLOW_SHARED_PORTALS")]
     allow_shared_portals: bool,
-    /// Encryption keys, id:base64key,… (standard base64 of 32 bytes; the first key encrypts).
+    /// Encryption keys, id:base64key,… (standard base64 of 32 bytes; the first key encrypts; prefer
+    /// --encryption-keys-file).
     #[arg(long, global = true, env = "HUBCONNECT_ENCRYPTION_KEYS", hide_env_values = true)]
     encryption_keys: Option<String>,
+    /// Read the encryption keys from this file.
+    #[arg(long, global = true, env = "HUBCONNECT_ENCRYPTION_KEYS_FILE")]
+    encryption_keys_file: Option<std::path::PathBuf>,
     /// Print exactly one JSON object on stdout.
     #[arg(long, global = true)]
     json: bool,
@@ -151,8 +167,37 @@ fn rfc3339(t: Option<SystemTime>) -> Value {
     t.map_or(Value::Null, |t| Value::String(humantime::format_rfc3339_seconds(t).to_string()))
 }
 
+/// A secret given directly or in a file (`what` names it in errors; the file's content never appears in one).
+/// Giving both is a configuration error. A file's trailing line break is not part of the secret.
+fn secret_value(what: &str, value: Option<&str>, file: Option<&std::path::Path>) -> Result<Option<String>> {
+    match (value, file) {
+        (Some(_), Some(_)) => Err(config_error(format!("{what} is given both directly and as a file; give one"))),
+        (Some(v), None) => Ok(Some(v.to_owned())),
+        (None, Some(path)) => {
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| config_error(format!("cannot read the {what} file {}: {}", path.display(), e.kind())))?;
+            Ok(Some(text.trim_end_matches(['\r', '\n']).to_owned()))
+        }
+        (None, None) => Ok(None),
+    }
+}
+
+/// The store URL: `--store-file` when given, else `--store` (whose default is the SQLite file).
+fn store_url(g: &Global) -> Result<String> {
+    match &g.store_file {
+        Some(path) => Ok(secret_value("store URL", None, Some(path))?.unwrap_or_default()),
+        None => Ok(g.store.clone()),
+    }
+}
+
+fn encryption_keys(g: &Global) -> Result<Option<String>> {
+    let keys = secret_value("encryption keys", g.encryption_keys.as_deref(), g.encryption_keys_file.as_deref())?;
+    Ok(keys.filter(|k| !k.trim().is_empty()))
+}
+
 async fn open_store(g: &Global) -> Result<Arc<dyn TokenStore>> {
-    let url = g.store.trim();
+    let url = store_url(g)?;
+    let url = url.trim();
     let store: Arc<dyn TokenStore> = if url == "memory:" || url == "memory" {
         Arc::new(MemoryStore::new())
     } else if url.starts_with("sqlite:") {
@@ -164,10 +209,25 @@ async fn open_store(g: &Global) -> Result<Arc<dyn TokenStore>> {
     } else {
         return Err(config_error("the store must be sqlite://FILE, memory:, postgres://… or redis://…"));
     };
-    match &g.encryption_keys {
-        Some(keys) if !keys.trim().is_empty() => Ok(Arc::new(EncryptedStore::new(store, KeyRing::parse(keys)?))),
-        _ => Ok(store),
+    match encryption_keys(g)? {
+        Some(keys) => Ok(Arc::new(EncryptedStore::new(store, KeyRing::parse(&keys)?))),
+        None => Ok(store),
     }
+}
+
+/// Warns on stderr when a command that may write tokens keeps them in a lasting store without encryption.
+fn warn_if_unencrypted(g: &Global) -> Result<()> {
+    let url = store_url(g)?;
+    let url = url.trim();
+    if url == "memory:" || url == "memory" || encryption_keys(g)?.is_some() {
+        return Ok(());
+    }
+    let kind = url.split(':').next().unwrap_or("the");
+    eprintln!(
+        "warning: tokens are stored unencrypted in the {kind} store; anyone who can read it can use every \
+         connection. Set HUBCONNECT_ENCRYPTION_KEYS_FILE (or --encryption-keys-file) to encrypt them at rest."
+    );
+    Ok(())
 }
 
 #[cfg(feature = "postgres")]
@@ -192,16 +252,20 @@ async fn open_redis(_: &str, _: &str) -> Result<Arc<dyn TokenStore>> {
 
 /// Builds the manager. `needs_hubspot`: the command talks to HubSpot, so the client credentials are required.
 async fn manager(g: &Global, needs_hubspot: bool) -> Result<Manager> {
-    let (id, secret) = match (&g.client_id, &g.client_secret) {
-        (Some(id), Some(secret)) if !id.trim().is_empty() && !secret.is_empty() => (id.clone(), secret.clone()),
+    let client_secret = secret_value("client secret", g.client_secret.as_deref(), g.client_secret_file.as_deref())?;
+    let (id, secret) = match (&g.client_id, client_secret) {
+        (Some(id), Some(secret)) if !id.trim().is_empty() && !secret.is_empty() => (id.clone(), secret),
         _ if needs_hubspot => {
             return Err(config_error(
-                "the HubSpot client id and secret are required (--client-id/--client-secret or \
-                 HUBSPOT_CLIENT_ID/HUBSPOT_CLIENT_SECRET)",
+                "the HubSpot client id and secret are required (--client-id and --client-secret-file or \
+                 --client-secret, or HUBSPOT_CLIENT_ID and HUBSPOT_CLIENT_SECRET_FILE or HUBSPOT_CLIENT_SECRET)",
             ));
         }
         _ => ("unset".to_owned(), "unset".to_owned()),
     };
+    if needs_hubspot {
+        warn_if_unencrypted(g)?;
+    }
     let version: ApiVersion = g.api_version.parse()?;
     let connector = HubSpotConnector::builder(id, ClientSecret::new(secret), g.redirect_uri.clone())
         .auth_base(g.auth_base.clone())

@@ -20,7 +20,7 @@ use crate::clock::Clock;
 use crate::connection::ConnectionId;
 use crate::connector::Connector;
 use crate::error::{Error, ErrorCode, Result};
-use crate::hubspot::http::{Answer, Op, Transport, map_error, retry_after};
+use crate::hubspot::http::{Answer, Op, Reach, Transport, map_error, retry_after};
 use crate::hubspot::parse_endpoint;
 use crate::manager::Connections;
 use crate::secret::AccessToken;
@@ -48,8 +48,14 @@ pub struct ApiConfig {
     pub initial_backoff: Duration,
     /// The timeout of each request. Default 30 s.
     pub timeout: Duration,
-    /// Redirects followed (same host with the token, another host without it). Default 5.
+    /// Redirects followed (same host with the token, another host without it and never with a body). Default 5.
     pub max_redirects: u32,
+    /// The largest answer read; a longer one is refused unread as [`ErrorCode::InvalidConfig`] (the limit is too
+    /// low for what the integration asks). Default 64 MiB, far above HubSpot's largest page.
+    pub max_response_body: usize,
+    /// A proxy for every request. `None` (the default): no proxy, whatever `HTTPS_PROXY` or `ALL_PROXY` say, since
+    /// a proxy sees every token.
+    pub proxy: Option<Url>,
 }
 
 impl Default for ApiConfig {
@@ -67,6 +73,8 @@ impl Default for ApiConfig {
             initial_backoff: Duration::from_millis(250),
             timeout: Duration::from_secs(30),
             max_redirects: 5,
+            max_response_body: crate::hubspot::http::MAX_API_BODY,
+            proxy: None,
         }
     }
 }
@@ -123,6 +131,18 @@ impl<C: Connector, S: TokenStore> HubSpotApiBuilder<C, S> {
         self
     }
 
+    /// The largest answer read (64 MiB by default).
+    pub fn max_response_body(mut self, bytes: usize) -> Self {
+        self.config.max_response_body = bytes;
+        self
+    }
+
+    /// Sends every request through this proxy (an `http://` or `https://` URL); without it, no proxy is used.
+    pub fn proxy(mut self, url: Url) -> Self {
+        self.config.proxy = Some(url);
+        self
+    }
+
     /// The whole configuration.
     pub fn config(mut self, config: ApiConfig) -> Self {
         self.config = config;
@@ -143,7 +163,9 @@ impl<C: Connector, S: TokenStore> HubSpotApiBuilder<C, S> {
             self.config.api_base = url;
         }
         let clock = Arc::clone(self.connections.clock());
-        let transport = Transport::new(self.config.timeout, clock, crate::RetryPolicy::none())?;
+        let proxy = self.config.proxy.as_ref().map(|p| crate::hubspot::parse_proxy(p.as_str())).transpose()?;
+        let reach = Reach { max_body: self.config.max_response_body, proxy };
+        let transport = Transport::new(self.config.timeout, clock, crate::RetryPolicy::none(), reach)?;
         let budgets = Budgets::new(self.config.rate_limit, self.config.search_rate_limit);
         Ok(HubSpotApi {
             connections: self.connections,
@@ -235,7 +257,7 @@ pub struct ApiResponse {
     pub status: u16,
     /// The headers.
     pub headers: HeaderMap,
-    /// The body (at most 1 MiB).
+    /// The body (at most [`ApiConfig::max_response_body`]).
     pub body: Vec<u8>,
 }
 
@@ -345,10 +367,13 @@ impl<C: Connector, S: TokenStore> HubSpotClient<C, S> {
         Ok(url)
     }
 
+    /// Whether `url` may receive the token: the API base's origin (scheme, host and port), or a listed host over
+    /// https on the default port.
     fn is_api_host(&self, url: &Url) -> bool {
         let config = &self.api.shared.config;
         let same_origin = url.origin() == config.api_base.origin();
         let listed = url.scheme() == "https"
+            && url.port().is_none()
             && url.host_str().is_some_and(|h| config.api_hosts.iter().any(|a| a.eq_ignore_ascii_case(h)));
         same_origin || listed
     }
@@ -470,6 +495,19 @@ impl<C: Connector, S: TokenStore> HubSpotClient<C, S> {
             if matches!(answer.status, 301..=303) && method != Method::GET && method != Method::HEAD {
                 method = Method::GET;
                 body = None;
+            }
+            if body.is_some() && !self.is_api_host(&url) {
+                return Err(Error::new(
+                    ErrorCode::HubspotUnavailable,
+                    format!(
+                        "HubSpot redirected a request with a body ({}) to {}, which is not a HubSpot API host; \
+                         the body is not sent there",
+                        answer.status,
+                        url.host_str().unwrap_or("?")
+                    ),
+                )
+                .with_status(answer.status)
+                .with_retryable(false));
             }
         }
         Err(Error::new(ErrorCode::HubspotUnavailable, "HubSpot redirected too many times"))

@@ -9,8 +9,12 @@ use rand::Rng;
 use crate::clock::Clock;
 use crate::error::{Error, ErrorCode, HubSpotError};
 
-/// The largest body read from HubSpot (1 MiB). Anything longer is refused unread.
-pub(crate) const MAX_BODY: usize = 1024 * 1024;
+/// The largest answer read from HubSpot's OAuth and account endpoints by default (1 MiB): theirs are a few KiB.
+pub(crate) const MAX_OAUTH_BODY: usize = 1024 * 1024;
+
+/// The largest API answer read by default (64 MiB): far above HubSpot's largest page (a batch read or list of 100
+/// objects with every property is a few MiB).
+pub(crate) const MAX_API_BODY: usize = 64 * 1024 * 1024;
 
 /// How failed calls to HubSpot are retried. A code exchange is never retried.
 ///
@@ -109,20 +113,40 @@ pub(crate) struct Transport {
     client: reqwest::Client,
     pub(crate) clock: Arc<dyn Clock>,
     pub(crate) retry: RetryPolicy,
+    max_body: usize,
+}
+
+/// How a [`Transport`] reaches HubSpot besides its timeout, clock and retries.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Reach {
+    /// The largest answer read; a longer one is refused unread.
+    pub(crate) max_body: usize,
+    /// A proxy the vendor configured. Without one, no proxy is used, whatever the environment (`HTTPS_PROXY`, …)
+    /// says: a proxy sees every token.
+    pub(crate) proxy: Option<url::Url>,
 }
 
 impl Transport {
-    pub(crate) fn new(timeout: Duration, clock: Arc<dyn Clock>, retry: RetryPolicy) -> Result<Self, Error> {
-        let client = reqwest::Client::builder()
+    pub(crate) fn new(
+        timeout: Duration,
+        clock: Arc<dyn Clock>,
+        retry: RetryPolicy,
+        reach: Reach,
+    ) -> Result<Self, Error> {
+        let build_error = |e: reqwest::Error| {
+            Error::new(ErrorCode::InvalidConfig, "could not build the HTTP client").with_source(e.without_url())
+        };
+        let mut builder = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
             .timeout(timeout)
             .connect_timeout(timeout.min(Duration::from_secs(10)))
             .user_agent(concat!("hubspot-connect/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(|e| {
-                Error::new(ErrorCode::InvalidConfig, "could not build the HTTP client").with_source(e.without_url())
-            })?;
-        Ok(Self { client, clock, retry })
+            .no_proxy();
+        if let Some(proxy) = reach.proxy {
+            builder = builder.proxy(reqwest::Proxy::all(proxy.as_str()).map_err(build_error)?);
+        }
+        let client = builder.build().map_err(build_error)?;
+        Ok(Self { client, clock, retry, max_body: reach.max_body })
     }
 
     /// Sends one request and reads the answer, whatever its status.
@@ -130,7 +154,7 @@ impl Transport {
         let response = self.client.execute(request).await.map_err(|e| network_error(op, e))?;
         let status = response.status().as_u16();
         let headers = response.headers().clone();
-        let body = read_capped(op, response).await?;
+        let body = read_capped(op, response, self.max_body).await?;
         Ok(Answer { status, headers, body })
     }
 
@@ -195,25 +219,39 @@ fn network_error(op: Op, e: reqwest::Error) -> Error {
     err.with_retryable(true).with_source(e)
 }
 
-async fn read_capped(op: Op, mut response: reqwest::Response) -> Result<Vec<u8>, Error> {
-    let status = response.status().as_u16();
-    let too_big = || {
+/// The error for an answer over `max` bytes. An API answer that big is a limit the vendor set too low
+/// ([`ErrorCode::InvalidConfig`]); an OAuth answer that big is not HubSpot's ([`ErrorCode::HubspotUnavailable`]).
+fn too_big(op: Op, status: u16, max: usize) -> Error {
+    let limit = if max >= 1024 * 1024 { format!("{} MiB", max / (1024 * 1024)) } else { format!("{} KiB", max / 1024) };
+    let err = if op == Op::Api {
+        Error::new(
+            ErrorCode::InvalidConfig,
+            format!(
+                "HubSpot's answer is larger than the {limit} this client reads while {}; raise \
+                 ApiConfig::max_response_body or ask for smaller pages",
+                op.what()
+            ),
+        )
+    } else {
         Error::new(
             ErrorCode::HubspotUnavailable,
-            format!("HubSpot's answer exceeded {} KiB while {}", MAX_BODY / 1024, op.what()),
+            format!("HubSpot's answer is larger than the {limit} an OAuth answer can be while {}", op.what()),
         )
-        .with_status(status)
-        .with_retryable(false)
     };
-    if response.content_length().is_some_and(|len| len > MAX_BODY as u64) {
-        return Err(too_big());
+    err.with_status(status).with_retryable(false)
+}
+
+async fn read_capped(op: Op, mut response: reqwest::Response, max: usize) -> Result<Vec<u8>, Error> {
+    let status = response.status().as_u16();
+    if response.content_length().is_some_and(|len| len > max as u64) {
+        return Err(too_big(op, status, max));
     }
     let mut body = Vec::new();
     loop {
         match response.chunk().await {
             Ok(Some(chunk)) => {
-                if body.len() + chunk.len() > MAX_BODY {
-                    return Err(too_big());
+                if body.len() + chunk.len() > max {
+                    return Err(too_big(op, status, max));
                 }
                 body.extend_from_slice(&chunk);
             }
@@ -223,14 +261,23 @@ async fn read_capped(op: Op, mut response: reqwest::Response) -> Result<Vec<u8>,
     }
 }
 
-/// Parses `Retry-After`: delay-seconds or an HTTP date (relative to `clock`).
+/// The longest `Retry-After` believed (a day); a longer one is read as a day.
+pub(crate) const MAX_RETRY_AFTER: Duration = Duration::from_secs(86_400);
+
+/// Parses `Retry-After`: delay-seconds or an HTTP date (relative to `clock`), at most [`MAX_RETRY_AFTER`].
 pub(crate) fn retry_after(headers: &HeaderMap, clock: &dyn Clock) -> Option<Duration> {
-    let value = headers.get(http::header::RETRY_AFTER)?.to_str().ok()?.trim();
-    if let Ok(secs) = value.parse::<u64>() {
-        return Some(Duration::from_secs(secs.min(86_400)));
+    parse_retry_after(headers.get(http::header::RETRY_AFTER)?.as_bytes(), clock.now())
+}
+
+/// `Retry-After`'s value: delay-seconds or an HTTP date, relative to `now`; `None` when it is neither.
+pub(crate) fn parse_retry_after(value: &[u8], now: std::time::SystemTime) -> Option<Duration> {
+    let value = std::str::from_utf8(value).ok()?.trim();
+    if !value.is_empty() && value.bytes().all(|b| b.is_ascii_digit()) {
+        let secs = value.parse::<u64>().unwrap_or(u64::MAX);
+        return Some(Duration::from_secs(secs).min(MAX_RETRY_AFTER));
     }
     let when = httpdate::parse_http_date(value).ok()?;
-    Some(when.duration_since(clock.now()).unwrap_or(Duration::ZERO))
+    Some(when.duration_since(now).unwrap_or(Duration::ZERO).min(MAX_RETRY_AFTER))
 }
 
 /// Turns a non-2xx answer into a typed error. `secrets` are scrubbed from anything HubSpot echoed.
@@ -241,10 +288,7 @@ pub(crate) fn retry_after(headers: &HeaderMap, clock: &dyn Clock) -> Option<Dura
 pub(crate) fn map_error(op: Op, answer: &Answer, secrets: &[&str], clock: &dyn Clock) -> Error {
     let status = answer.status;
     let what = op.what();
-    let body = HubSpotError::from_json(Some(status), &answer.body).map(|mut b| {
-        b.scrub(secrets);
-        b
-    });
+    let body = HubSpotError::from_json_scrubbed(Some(status), &answer.body, secrets);
     let rate_limited = status == 429
         || body.as_ref().is_some_and(|b| {
             b.category.as_deref() == Some("RATE_LIMITS") || b.error_type.as_deref() == Some("RATE_LIMIT")
@@ -501,6 +545,48 @@ mod tests {
         );
         assert_eq!(e.correlation_id(), Some("cid-9"));
         assert!(!format!("{e:?}").contains("SECRET-abc"));
+    }
+
+    #[test]
+    fn retry_after_is_capped_in_both_forms() {
+        let now = std::time::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        assert_eq!(parse_retry_after(b"99999999999999999999999", now), Some(MAX_RETRY_AFTER));
+        let far = httpdate::fmt_http_date(now + Duration::from_secs(400 * 86_400));
+        assert_eq!(parse_retry_after(far.as_bytes(), now), Some(MAX_RETRY_AFTER));
+        let past = httpdate::fmt_http_date(now - Duration::from_secs(60));
+        assert_eq!(parse_retry_after(past.as_bytes(), now), Some(Duration::ZERO));
+        for bad in [&b""[..], b"-1", b"+5", b"1.5", b"soon", b"\xff\xfe", b"5 s"] {
+            assert_eq!(parse_retry_after(bad, now), None, "{bad:?}");
+        }
+    }
+
+    mod properties {
+        use super::super::*;
+        use proptest::prelude::*;
+
+        proptest! {
+            #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
+
+            /// Any bytes: a delay of at most a day, or nothing; never a panic.
+            #[test]
+            fn any_bytes(value in proptest::collection::vec(any::<u8>(), 0..40), now in 0u64..4_000_000_000) {
+                let now = std::time::UNIX_EPOCH + Duration::from_secs(now);
+                if let Some(d) = parse_retry_after(&value, now) {
+                    prop_assert!(d <= MAX_RETRY_AFTER);
+                }
+            }
+
+            /// Delay-seconds read as themselves (capped); an HTTP date as the time until it (capped).
+            #[test]
+            fn both_forms(secs in any::<u64>(), ahead in 0u64..10_000_000, now in 0u64..4_000_000_000) {
+                let now = std::time::UNIX_EPOCH + Duration::from_secs(now);
+                let expected = Duration::from_secs(secs).min(MAX_RETRY_AFTER);
+                prop_assert_eq!(parse_retry_after(format!(" {secs} ").as_bytes(), now), Some(expected));
+                let date = httpdate::fmt_http_date(now + Duration::from_secs(ahead));
+                let expected = Duration::from_secs(ahead).min(MAX_RETRY_AFTER);
+                prop_assert_eq!(parse_retry_after(date.as_bytes(), now), Some(expected));
+            }
+        }
     }
 
     #[test]

@@ -2,7 +2,7 @@
 
 pub(crate) mod http;
 mod info;
-mod token;
+pub(crate) mod token;
 
 use std::fmt;
 use std::str::FromStr;
@@ -147,6 +147,8 @@ pub struct HubSpotConnectorBuilder {
     timeout: Duration,
     retry: RetryPolicy,
     clock: Arc<dyn Clock>,
+    max_response_body: usize,
+    proxy: Option<String>,
 }
 
 impl HubSpotConnectorBuilder {
@@ -192,6 +194,21 @@ impl HubSpotConnectorBuilder {
         self
     }
 
+    /// The largest answer read from HubSpot's OAuth and account endpoints (1 MiB by default; theirs are a few KiB).
+    /// A longer one is refused unread as [`ErrorCode::HubspotUnavailable`].
+    pub fn max_response_body(mut self, bytes: usize) -> Self {
+        self.max_response_body = bytes;
+        self
+    }
+
+    /// Sends every request through this proxy (an `http://` or `https://` URL). Without it no proxy is
+    /// used, whatever `HTTPS_PROXY` or `ALL_PROXY` say: a proxy sees the client secret and every token, so it is
+    /// never picked up silently from the environment.
+    pub fn proxy(mut self, url: impl Into<String>) -> Self {
+        self.proxy = Some(url.into());
+        self
+    }
+
     /// Checks the configuration and builds the connector.
     ///
     /// Fails with [`ErrorCode::InvalidConfig`] when a URL does not parse, uses plain `http://` on a host that is not
@@ -224,7 +241,9 @@ impl HubSpotConnectorBuilder {
             .set_auth_type(AuthType::RequestBody)
             .set_token_uri(TokenUrl::from_url(token_url))
             .set_redirect_uri(RedirectUrl::from_url(redirect_uri.clone()));
-        let transport = Transport::new(self.timeout, self.clock, self.retry)?;
+        let proxy = self.proxy.as_deref().map(parse_proxy).transpose()?;
+        let reach = http::Reach { max_body: self.max_response_body, proxy };
+        let transport = Transport::new(self.timeout, self.clock, self.retry, reach)?;
         Ok(HubSpotConnector {
             inner: Arc::new(Inner {
                 client_id: self.client_id,
@@ -239,6 +258,16 @@ impl HubSpotConnectorBuilder {
             }),
         })
     }
+}
+
+/// A proxy URL the vendor configured.
+pub(crate) fn parse_proxy(url: &str) -> Result<Url> {
+    let parsed =
+        Url::parse(url.trim()).map_err(|_| Error::new(ErrorCode::InvalidConfig, "the proxy URL is not a URL"))?;
+    if !matches!(parsed.scheme(), "http" | "https") {
+        return Err(Error::new(ErrorCode::InvalidConfig, "the proxy URL must be http:// or https://"));
+    }
+    Ok(parsed)
 }
 
 /// Parses a URL and allows plain `http://` only on loopback hosts.
@@ -295,6 +324,8 @@ impl HubSpotConnector {
             version: ApiVersion::default(),
             timeout: Duration::from_secs(10),
             retry: RetryPolicy::default(),
+            max_response_body: http::MAX_OAUTH_BODY,
+            proxy: None,
             clock: Arc::new(SystemClock),
         }
     }
@@ -399,7 +430,10 @@ impl HubSpotConnector {
             }
         };
         let body = match result {
-            Ok(body) => body,
+            Ok(body) => match body.error_body() {
+                Some(error) => return Err(error_in_success(op, error, &secrets, self.clock().as_ref())),
+                None => body,
+            },
             Err(RequestTokenError::Request(e)) => return Err(e),
             Err(RequestTokenError::ServerResponse(TokenErrorBody(body))) => {
                 return Err(error_in_success(op, body, &secrets, self.clock().as_ref()));

@@ -58,6 +58,17 @@ pub(crate) struct TokenResponseBody {
     scopes: Option<Value>,
     #[serde(default)]
     scope: Option<Value>,
+    /// An RFC 6749 `error` beside a token: the answer is an error, whatever else it holds.
+    #[serde(default)]
+    error: Option<Value>,
+    #[serde(default)]
+    error_description: Option<Value>,
+    #[serde(default)]
+    status: Option<Value>,
+    #[serde(default)]
+    message: Option<Value>,
+    #[serde(default, rename = "correlationId")]
+    correlation_id: Option<Value>,
 }
 
 impl oauth2::TokenResponse for TokenResponseBody {
@@ -151,7 +162,39 @@ pub(crate) fn scope_list(scopes: Option<&Value>, scope: Option<&Value>) -> Optio
     }
 }
 
+/// Whether `token` can be used as a token: visible ASCII only (no spaces, line breaks, control characters or
+/// anything a header could be split on).
+fn is_token_text(token: &str) -> bool {
+    !token.is_empty() && token.len() <= 4096 && token.bytes().all(|b| b.is_ascii_graphic())
+}
+
+/// Reads a token endpoint's 2xx body: [`TokenResponseBody`], then [`TokenResponseBody::into_token_set`]. The
+/// connector reads through `oauth2`; this is the same reading for tests and fuzzing.
+#[cfg_attr(not(any(test, feature = "fuzzing")), allow(dead_code))]
+pub(crate) fn read_token_answer(
+    raw: &[u8],
+    requested_at: SystemTime,
+    presented: Option<&RefreshToken>,
+) -> Result<TokenSet, Error> {
+    let body: TokenResponseBody = serde_json::from_slice(raw)
+        .map_err(|_| garbage("HubSpot's token response is not JSON or is missing `access_token`"))?;
+    body.into_token_set(requested_at, presented)
+}
+
 impl TokenResponseBody {
+    /// HubSpot's error, when the answer carries an `error` beside its token (it is then not a success).
+    pub(crate) fn error_body(&self) -> Option<HubSpotError> {
+        if self.error.as_ref().is_none_or(Value::is_null) {
+            return None;
+        }
+        let raw = serde_json::to_vec(&serde_json::json!({
+            "error": self.error, "error_description": self.error_description, "status": self.status,
+            "message": self.message, "correlationId": self.correlation_id,
+        }))
+        .ok()?;
+        Some(HubSpotError::from_json(Some(200), &raw).unwrap_or_default())
+    }
+
     /// Checks the body and turns it into a [`TokenSet`], expiring `expires_in` after `requested_at`.
     /// `presented` is the refresh token sent with a refresh, kept when HubSpot returns none.
     pub(crate) fn into_token_set(
@@ -159,6 +202,9 @@ impl TokenResponseBody {
         requested_at: SystemTime,
         presented: Option<&RefreshToken>,
     ) -> Result<TokenSet, Error> {
+        if self.error.as_ref().is_some_and(|e| !e.is_null()) {
+            return Err(garbage("HubSpot's token response holds both a token and an `error`; it is not used"));
+        }
         if let HubSpotTokenType::Other(kind) = &self.token_type {
             return Err(garbage(format!("HubSpot issued a token of type {kind:?}; only bearer tokens can be used")));
         }
@@ -166,10 +212,22 @@ impl TokenResponseBody {
         if access.trim().is_empty() {
             return Err(garbage("HubSpot's token response has an empty `access_token`"));
         }
+        if !is_token_text(&access) {
+            return Err(garbage(
+                "HubSpot's `access_token` holds characters no token holds (spaces, line breaks, control characters \
+                 or non-ASCII); it is not stored",
+            ));
+        }
         let lifetime = parse_expires_in(self.expires_in.as_ref())?;
         let returned = match self.refresh_token {
             None | Some(Value::Null) => None,
             Some(Value::String(s)) if s.trim().is_empty() => None,
+            Some(Value::String(s)) if !is_token_text(&s) => {
+                return Err(garbage(
+                    "HubSpot's `refresh_token` holds characters no token holds (spaces, line breaks, control \
+                     characters or non-ASCII); it is not stored",
+                ));
+            }
             Some(Value::String(s)) => Some(RefreshToken::new(s)),
             Some(other) => {
                 return Err(garbage(format!(
@@ -275,6 +333,67 @@ mod tests {
         assert_eq!(set.user_id, Some(123));
         assert_eq!(set.scopes.unwrap().len(), 2);
         assert_eq!(set.refresh_token.unwrap().secret(), "r");
+    }
+
+    #[test]
+    fn a_token_with_an_error_is_an_error() {
+        // Finding 9: both `access_token` and `error`.
+        let body = json!({"access_token": "a", "error": "invalid_grant", "error_description": "no"});
+        assert!(parse(body.clone()).unwrap_err().contains("error"));
+        let parsed: TokenResponseBody = serde_json::from_value(body).unwrap();
+        assert_eq!(parsed.error_body().unwrap().error.as_deref(), Some("invalid_grant"));
+        assert!(parse(json!({"access_token": "a", "error": null})).is_ok());
+    }
+
+    #[test]
+    fn tokens_with_line_breaks_or_spaces_are_refused() {
+        for bad in ["a\r\nX-Injected: 1", "a b", "a\u{0}", "tok\u{e9}n", "a\n"] {
+            assert!(parse(json!({"access_token": bad})).is_err(), "{bad:?}");
+            assert!(parse(json!({"access_token": "a", "refresh_token": bad})).is_err(), "{bad:?}");
+        }
+        assert!(parse(json!({"access_token": "CN-a_b.c~d+e/f=", "refresh_token": "6f18f21e-a743"})).is_ok());
+    }
+
+    mod properties {
+        use super::super::*;
+        use proptest::prelude::*;
+        use serde_json::json;
+
+        proptest! {
+            #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+
+            /// Any bytes: a token set or a typed error, never a panic; an accepted token is visible ASCII.
+            #[test]
+            fn any_bytes(raw in proptest::collection::vec(any::<u8>(), 0..256)) {
+                if let Ok(set) = read_token_answer(&raw, std::time::UNIX_EPOCH, None) {
+                    prop_assert!(is_token_text(set.access_token.secret()));
+                }
+            }
+
+            /// Any JSON of the token shape: accepted exactly when the tokens are clean and there is no `error`.
+            #[test]
+            fn token_shapes(
+                access in "[ -~\r\n\t]{0,40}",
+                refresh in proptest::option::of("[ -~\r\n]{0,40}"),
+                expires in proptest::option::of(any::<i64>()),
+                error in proptest::option::of("[a-z_]{1,12}"),
+            ) {
+                let mut v = json!({"access_token": access, "token_type": "bearer"});
+                if let Some(r) = &refresh { v["refresh_token"] = json!(r); }
+                if let Some(e) = expires { v["expires_in"] = json!(e); }
+                if let Some(e) = &error { v["error"] = json!(e); }
+                let result = read_token_answer(&serde_json::to_vec(&v).unwrap(), std::time::UNIX_EPOCH, None);
+                let clean = is_token_text(&access)
+                    && refresh.as_deref().is_none_or(|r| r.trim().is_empty() || is_token_text(r))
+                    && expires.is_none_or(|e| e >= 0)
+                    && error.is_none();
+                prop_assert_eq!(result.is_ok(), clean, "{:?}", result.err());
+                if let Ok(set) = result {
+                    prop_assert_eq!(set.access_token.secret(), access.as_str());
+                    prop_assert!(set.expires_at <= std::time::UNIX_EPOCH + MAX_LIFETIME);
+                }
+            }
+        }
     }
 
     #[test]

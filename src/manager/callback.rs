@@ -93,7 +93,11 @@ impl Callback {
 }
 
 /// Checks a return path: a same-origin relative path (`/settings/integrations?x=1`) and nothing that a browser
-/// could read as another origin (`//host`, `/\host`, `https:`, encoded variants, control characters).
+/// could read as another origin (`//host`, `/\host`, `https:`, encoded variants, control characters), nor a
+/// `hubspot_connection` or `hubspot_error` parameter of its own (the callback adds the real one).
+///
+/// [`Connections::complete`](crate::Connections::complete) checks the stored return path again, so a pending
+/// authorization written by someone else into a shared store cannot turn the callback into an open redirect.
 pub fn validate_return_path(path: &str) -> Result<String> {
     let refuse = |why: &str| {
         Error::new(ErrorCode::InvalidConfig, format!("the return path is refused: {why}; use a path like /settings"))
@@ -121,12 +125,31 @@ pub fn validate_return_path(path: &str) -> Result<String> {
         if candidate.chars().any(|c| c.is_control() || c == '\\' || c.is_whitespace()) {
             return Err(refuse("it holds backslashes, spaces or control characters"));
         }
+        let lower = candidate.to_ascii_lowercase();
+        if RESERVED_PARAMS.iter().any(|p| lower.contains(p)) {
+            return Err(refuse("it carries a hubspot_connection or hubspot_error parameter of its own"));
+        }
         let before_query = candidate.split(['?', '#']).next().unwrap_or("");
         if before_query.contains(':') && before_query.split('/').nth(1).is_some_and(|seg| seg.contains(':')) {
             return Err(refuse("it looks like a URL with a scheme"));
         }
     }
     Ok(path.to_owned())
+}
+
+/// The parameters the callback route adds to a return path; a return path may not bring its own.
+const RESERVED_PARAMS: [&str; 2] = ["hubspot_connection", "hubspot_error"];
+
+/// The stored return path, checked again: `None` (and a warning) when it is not one [`validate_return_path`] accepts.
+pub(crate) fn recheck_return_path(path: Option<String>) -> Option<String> {
+    let path = path?;
+    match validate_return_path(&path) {
+        Ok(path) => Some(path),
+        Err(_) => {
+            tracing::warn!("a pending authorization held a return path that is refused; it is not used");
+            None
+        }
+    }
 }
 
 fn percent_decode(s: &str) -> String {
@@ -176,6 +199,65 @@ mod tests {
     }
 
     #[test]
+    fn a_stored_return_path_is_checked_again() {
+        // Finding 5: whoever can write the store cannot turn the callback into an open redirect.
+        assert_eq!(recheck_return_path(Some("//evil.example".into())), None);
+        assert_eq!(recheck_return_path(Some("/ok?hubspot_connection=forged".into())), None);
+        assert_eq!(recheck_return_path(Some("/settings".into())).as_deref(), Some("/settings"));
+        assert_eq!(recheck_return_path(None), None);
+    }
+
+    mod properties {
+        use super::super::*;
+        use proptest::prelude::*;
+
+        /// What a browser does with the Location header: resolve it against the page's URL.
+        fn resolve(path: &str) -> Option<url::Url> {
+            url::Url::parse("https://vendor.example/app/page").ok()?.join(path).ok()
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
+
+            /// Accepted ⇒ same origin, also after a browser resolves it, and also with the callback's parameter.
+            #[test]
+            fn accepted_means_same_origin(path in prop_oneof![
+                ".{0,40}",
+                r"[/\\%:a-z0-9.@?#&=]{0,24}",
+                r"(/|//|/\\|%2[fF]|%5[cC]|https?:|javascript:|@|\.|[a-z]{1,5}|\?|#|%25|%09|\t| ){0,8}",
+            ]) {
+                if let Ok(accepted) = validate_return_path(&path) {
+                    prop_assert_eq!(&accepted, &path);
+                    for candidate in [accepted.clone(), format!("{accepted}?hubspot_connection=c_1")] {
+                        let url = resolve(&candidate);
+                        prop_assert!(url.is_some(), "{candidate:?} does not resolve");
+                        let url = url.unwrap();
+                        prop_assert_eq!(url.origin(), resolve("/").unwrap().origin(), "{:?} left the origin", candidate);
+                    }
+                    prop_assert!(!accepted.to_ascii_lowercase().contains("hubspot_connection"));
+                }
+            }
+
+            /// Any callback query: read or refused with INVALID_STATE, never a panic; a code always has a state.
+            #[test]
+            fn callback_queries(query in prop_oneof![
+                ".{0,80}",
+                "((code|state|error|error_description|x)=[a-z0-9%&=]{0,8}&?){0,6}",
+            ]) {
+                match Callback::from_query(&query) {
+                    Ok(cb) => {
+                        prop_assert!(cb.code.is_some() || cb.error.is_some());
+                        prop_assert!(cb.code.is_none() || cb.state.is_some());
+                        let debug = format!("{cb:?}");
+                        prop_assert!(!debug.contains("code: Some(\""));
+                    }
+                    Err(e) => prop_assert_eq!(e.code(), ErrorCode::InvalidState),
+                }
+            }
+        }
+    }
+
+    #[test]
     fn return_paths() {
         for ok in ["/", "/settings", "/settings/integrations?tab=hubspot#top", "/a/b:c", "/x?next=https://y"] {
             assert_eq!(validate_return_path(ok).unwrap(), ok, "{ok}");
@@ -196,6 +278,10 @@ mod tests {
             "",
             " /x",
             "/https:evil.com",
+            "/settings?hubspot_connection=forged",
+            "/settings?x=1&hubspot_error=ACCESS_DENIED",
+            "/settings?%68ubspot_connection=forged",
+            "/settings#HUBSPOT_CONNECTION=x",
         ] {
             assert!(validate_return_path(bad).is_err(), "{bad:?} should be refused");
         }

@@ -443,12 +443,13 @@ impl<C: Connector, S: TokenStore> Connections<C, S> {
         if let (None, Some(error)) = (&callback.state, &callback.error) {
             return Err(access_denied(error, callback.error_description.as_deref()));
         }
-        let pending = pending.ok_or_else(|| {
+        let mut pending = pending.ok_or_else(|| {
             Error::new(
                 ErrorCode::InvalidState,
                 "the callback's state is unknown, already used or forged; nothing was exchanged",
             )
         })?;
+        pending.return_to = callback::recheck_return_path(pending.return_to.take());
         if tenant.is_some_and(|t| t != pending.tenant) {
             return Err(Error::new(
                 ErrorCode::InvalidState,
@@ -470,18 +471,19 @@ impl<C: Connector, S: TokenStore> Connections<C, S> {
         };
         let tokens = self.inner.connector.exchange_code(code, pending.pkce_verifier).await?;
         let refresh = tokens.refresh_token.clone();
-        let revoke = |reason: Error| async {
-            if let Some(r) = &refresh {
-                if let Err(e) = self.inner.connector.revoke(r).await {
-                    tracing::warn!(code = e.code().as_str(), "could not revoke a refused installation's token");
-                }
+        let refresh = &refresh;
+        // A refused installation's refresh token is revoked, unless a stored connection holds the same token.
+        let revoke = |reason: Error, portal: Option<u64>| async move {
+            if let Some(r) = refresh {
+                self.revoke_refused(r, portal).await;
             }
             reason
         };
         let installed = match self.inner.connector.identify(&tokens.access_token).await {
             Ok(i) => i,
-            Err(e) => return Err(revoke(e).await),
+            Err(e) => return Err(revoke(e, tokens.portal_id).await),
         };
+        let portal = Some(installed.portal_id);
         let required = Scopes::new().require_all(pending.required_scopes.iter().cloned());
         if let Err(missing) = required.check(&installed.scopes) {
             let err = Error::new(
@@ -489,14 +491,14 @@ impl<C: Connector, S: TokenStore> Connections<C, S> {
                 format!("the connection was refused: {missing}; reconnect and accept every requested permission"),
             )
             .with_missing_scopes(missing.scopes().to_vec());
-            return Err(revoke(err).await);
+            return Err(revoke(err, portal).await);
         }
         if let Some(t) = installed.account_type().filter(|t| self.inner.policy.refused_account_types.contains(t)) {
             let err = Error::new(
                 ErrorCode::WrongAccountType,
                 format!("a {t} account was chosen; connect your main HubSpot account instead"),
             );
-            return Err(revoke(err).await);
+            return Err(revoke(err, portal).await);
         }
         let now = self.now();
         let mut connection = Connection::new(
@@ -520,7 +522,7 @@ impl<C: Connector, S: TokenStore> Connections<C, S> {
                         installed.portal_id, current.portal_id, current.portal_id
                     ),
                 );
-                return Err(revoke(err).await);
+                return Err(revoke(err, portal).await);
             }
             let stored = self.replace_tokens(current, connection).await?;
             return Ok(Completed { connection: stored, return_to: pending.return_to, reconnected: true });
@@ -540,19 +542,57 @@ impl<C: Connector, S: TokenStore> Connections<C, S> {
                 let stored = self.replace_tokens(*current, connection).await?;
                 Ok(Completed { connection: stored, return_to: pending.return_to, reconnected: true })
             }
-            Inserted::PortalTaken { .. } => Err(revoke(Error::new(
-                ErrorCode::PortalAlreadyConnected,
-                format!(
-                    "HubSpot portal {} is already connected to another account; disconnect it there first",
-                    installed.portal_id
+            Inserted::PortalTaken { .. } => Err(revoke(
+                Error::new(
+                    ErrorCode::PortalAlreadyConnected,
+                    format!(
+                        "HubSpot portal {} is already connected to another account; disconnect it there first",
+                        installed.portal_id
+                    ),
                 ),
-            ))
+                portal,
+            )
             .await),
-            Inserted::LimitReached { held } => Err(revoke(Error::new(
-                ErrorCode::PortalLimitReached,
-                format!("this account already has {held} connected HubSpot portals, the most its plan allows"),
-            ))
+            Inserted::LimitReached { held } => Err(revoke(
+                Error::new(
+                    ErrorCode::PortalLimitReached,
+                    format!("this account already has {held} connected HubSpot portals, the most its plan allows"),
+                ),
+                portal,
+            )
             .await),
+        }
+    }
+
+    /// Revokes the refresh token of an installation that was refused, unless a stored connection to the same
+    /// portal holds the very same token: HubSpot can hand the same refresh token to the same user, portal and app
+    /// on a second install, and revoking it would disconnect the owner. When the portal is unknown or the store
+    /// cannot be read, nothing is revoked (a stray token is harmless; a revoked connection is not).
+    async fn revoke_refused(&self, refresh: &crate::secret::RefreshToken, portal: Option<u64>) {
+        let Some(portal) = portal else {
+            tracing::warn!("a refused installation's token is not revoked: its portal is unknown");
+            return;
+        };
+        match self.inner.store.list(&ConnectionFilter::all().portal(portal)).await {
+            Ok(held)
+                if held.iter().any(|c| c.refresh_token.as_ref().is_some_and(|t| t.secret() == refresh.secret())) =>
+            {
+                tracing::warn!(
+                    portal_id = portal,
+                    "HubSpot handed a refused installation the refresh token of a stored connection; it is kept"
+                );
+            }
+            Ok(_) => {
+                if let Err(e) = self.inner.connector.revoke(refresh).await {
+                    tracing::warn!(code = e.code().as_str(), "could not revoke a refused installation's token");
+                }
+            }
+            Err(e) => {
+                tracing::warn!(
+                    code = e.code().as_str(),
+                    "a refused installation's token is not revoked: the store failed"
+                );
+            }
         }
     }
 

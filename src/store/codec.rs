@@ -105,6 +105,39 @@ mod tests {
         assert_eq!(to_ms(UNIX_EPOCH + Duration::from_nanos(1_999_999)), 1);
     }
 
+    mod properties {
+        use super::super::*;
+        use proptest::prelude::*;
+
+        proptest! {
+            #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+
+            /// Times, `u64`s and the stored last error survive their encoding.
+            #[test]
+            fn round_trips(
+                ms in -62_135_596_800_000i64..253_402_300_799_999,
+                v in any::<u64>(),
+                code in prop::sample::select(ErrorCode::ALL),
+                message in ".{0,60}",
+            ) {
+                prop_assert_eq!(from_ms(ms).map(to_ms), Some(ms));
+                prop_assert_eq!(from_i64(to_i64(v)), v);
+                let e = LastError { code, message, at: from_ms(ms).unwrap() };
+                let text = encode_json("test", &StoredLastError::new(&e)).unwrap();
+                let back: StoredLastError = serde_json::from_str(&text).unwrap();
+                prop_assert_eq!(back.into_last_error(), Some(e));
+            }
+
+            /// Arbitrary text is a serde error or a last error whose time is in range or `None`; never a panic.
+            #[test]
+            fn arbitrary_last_errors(text in prop_oneof![".{0,80}", r#"\{"code":"[A-Z_]{1,20}","message":".{0,10}","at_ms":-?[0-9]{1,20}\}"#]) {
+                if let Ok(stored) = serde_json::from_str::<StoredLastError>(&text) {
+                    let _ = stored.into_last_error();
+                }
+            }
+        }
+    }
+
     #[test]
     fn u64_round_trips() {
         for v in [0, 1, u64::from(u32::MAX), i64::MAX as u64, u64::MAX] {

@@ -234,7 +234,7 @@ pub struct EncryptedStore<S> {
 }
 
 /// What [`EncryptedStore::rotate`] did.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct RotationReport {
     /// Connections looked at.
@@ -243,6 +243,9 @@ pub struct RotationReport {
     pub reencrypted: usize,
     /// Changed by someone else meanwhile (they were written with the current key anyway).
     pub skipped: usize,
+    /// Connections that could not be re-encrypted (no key in the ring opens them, the record is damaged, or the
+    /// store refused the write), in the order met. The others were rotated all the same; a rerun retries these.
+    pub failed: Vec<ConnectionId>,
 }
 
 impl<S> EncryptedStore<S> {
@@ -295,8 +298,12 @@ impl<S> EncryptedStore<S> {
 
 impl<S: ConnectionStore> EncryptedStore<S> {
     /// Re-encrypts every connection not yet under the current key (compare-and-swap, so it is safe while workers
-    /// run). Pending authorizations are short-lived and expire under the old key: keep the old key in the ring for
-    /// the authorization lifetime (10 minutes by default) after rotating.
+    /// run). A connection that cannot be re-encrypted is listed in [`RotationReport::failed`] and the rotation goes
+    /// on with the rest, so one damaged record never keeps an old key in service. `Err` only when the connections
+    /// cannot be listed at all.
+    ///
+    /// Pending authorizations are short-lived and expire under the old key: keep the old key in the ring for the
+    /// authorization lifetime (10 minutes by default) after rotating.
     pub async fn rotate(&self) -> Result<RotationReport> {
         let mut report = RotationReport::default();
         for stored in self.inner.list(&ConnectionFilter::all()).await? {
@@ -307,16 +314,23 @@ impl<S: ConnectionStore> EncryptedStore<S> {
             if up_to_date {
                 continue;
             }
-            let plain = self.open_connection(stored.clone())?;
-            let mut next = self.seal_connection(&plain)?;
-            next.version = stored.version.saturating_add(1);
-            if self.inner.compare_and_swap(&next).await? {
-                report.reencrypted += 1;
-            } else {
-                report.skipped += 1;
+            match self.rotate_one(&stored).await {
+                Ok(true) => report.reencrypted += 1,
+                Ok(false) => report.skipped += 1,
+                Err(e) => {
+                    tracing::warn!(connection = %stored.id, code = e.code().as_str(), "could not re-encrypt a connection");
+                    report.failed.push(stored.id.clone());
+                }
             }
         }
         Ok(report)
+    }
+
+    async fn rotate_one(&self, stored: &Connection) -> Result<bool> {
+        let plain = self.open_connection(stored.clone())?;
+        let mut next = self.seal_connection(&plain)?;
+        next.version = stored.version.saturating_add(1);
+        self.inner.compare_and_swap(&next).await
     }
 }
 
@@ -372,6 +386,37 @@ impl<S: LeaseStore> LeaseStore for EncryptedStore<S> {
 
     async fn release_lease(&self, key: &str, owner: &str) -> Result<bool> {
         self.inner.release_lease(key, owner).await
+    }
+}
+
+/// For the `envelope` fuzz target: arbitrary text never opens; a sealed value mutated by `data` opens only as its
+/// own plaintext (when the mutation left the envelope's bytes as they were).
+#[cfg(feature = "fuzzing")]
+pub(crate) fn fuzz_envelope(data: &[u8]) {
+    let keys = KeyRing::new(vec![EncryptionKey::new("k1", [7; 32]).expect("a valid key")]).expect("a valid ring");
+    let bind = Binding { tenant: "t", record: "r", field: "access_token" };
+    let text = String::from_utf8_lossy(data);
+    for candidate in [text.to_string(), format!("{PREFIX}k1:{text}")] {
+        assert!(keys.open(&candidate, &bind, false).is_err(), "arbitrary text opened");
+    }
+    // Mutations: pairs of (position, byte): the byte replaces the one at that position (0: removes it).
+    let plain = "CANARY-plaintext";
+    let sealed = keys.seal(plain, &bind).expect("sealing works");
+    let mut bytes = sealed.clone().into_bytes();
+    for pair in data.chunks_exact(2) {
+        if bytes.is_empty() {
+            break;
+        }
+        let at = usize::from(pair[0]) * bytes.len() / 256;
+        if pair[1] == 0 {
+            bytes.remove(at);
+        } else {
+            bytes[at] = pair[1];
+        }
+    }
+    let Ok(mutated) = String::from_utf8(bytes) else { return };
+    if let Ok(opened) = keys.open(&mutated, &bind, false) {
+        assert_eq!(opened.as_str(), plain, "a mutated envelope opened as another plaintext");
     }
 }
 
@@ -461,6 +506,88 @@ mod tests {
         assert_eq!(rotated.rotate().await.unwrap().reencrypted, 0);
         let only_new = EncryptedStore::new(rotated.inner, ring(&["new"]));
         assert_eq!(only_new.get(&c.id).await.unwrap().unwrap().access_token.secret(), "at-rot");
+    }
+
+    #[tokio::test]
+    async fn rotation_goes_on_past_a_record_it_cannot_open() {
+        // Finding 3: one unreadable record must not stop the rest from being re-encrypted.
+        let old = EncryptedStore::new(MemoryStore::new(), ring(&["old"]));
+        let rules = InsertRules { allow_shared_portals: true, max_portals: None };
+        let mut ids = Vec::new();
+        for portal in 1..=3 {
+            let mut c = conn("acme", &format!("at-{portal}"));
+            c.portal_id = portal;
+            old.insert(&c, rules).await.unwrap();
+            ids.push(c.id);
+        }
+        // The second record was written under a key nobody has any more.
+        let lost = EncryptedStore::new(MemoryStore::new(), ring(&["lost"]));
+        let bind = Binding { tenant: "acme", record: ids[1].as_str(), field: "access_token" };
+        let mut damaged = old.inner().get(&ids[1]).await.unwrap().unwrap().next_version(SystemTime::UNIX_EPOCH);
+        damaged.access_token = AccessToken::new(lost.keys.seal("at-2", &bind).unwrap());
+        assert!(old.inner().compare_and_swap(&damaged).await.unwrap());
+
+        let rotated = EncryptedStore::new(old.inner, ring(&["new", "old"]));
+        let report = rotated.rotate().await.unwrap();
+        assert_eq!((report.checked, report.reencrypted, report.skipped), (3, 2, 0));
+        assert_eq!(report.failed, vec![ids[1].clone()]);
+        for id in [&ids[0], &ids[2]] {
+            let raw = rotated.inner().get(id).await.unwrap().unwrap();
+            assert!(raw.access_token.secret().starts_with("enc:v1:new:"), "{id}");
+        }
+        // A rerun retries only the failed one.
+        let again = rotated.rotate().await.unwrap();
+        assert_eq!((again.reencrypted, again.failed.len()), (0, 1));
+    }
+
+    mod properties {
+        use super::*;
+        use proptest::prelude::*;
+
+        proptest! {
+            #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+
+            /// Any mutation of a sealed value (a byte changed, dropped or added, anywhere) is an error, never
+            /// another plaintext.
+            #[test]
+            fn any_mutation_is_an_error(
+                plain in "[ -~]{0,64}",
+                at in any::<prop::sample::Index>(),
+                byte in any::<u8>(),
+                how in 0u8..3,
+            ) {
+                let keys = ring(&["k1"]);
+                let bind = Binding { tenant: "t", record: "r", field: "access_token" };
+                let sealed = keys.seal(&plain, &bind).unwrap();
+                let opened = keys.open(&sealed, &bind, false).unwrap();
+                prop_assert_eq!(opened.as_str(), plain.as_str());
+                let mut bytes = sealed.clone().into_bytes();
+                let i = at.index(bytes.len());
+                match how {
+                    0 => { if bytes[i] == byte { return Ok(()); } bytes[i] = byte; }
+                    1 => { bytes.remove(i); }
+                    _ => bytes.insert(i, byte),
+                }
+                let Ok(mutated) = String::from_utf8(bytes) else { return Ok(()) };
+                prop_assume!(mutated != sealed);
+                // base64url without padding: a changed last character may decode to the same bytes.
+                if let Ok(opened) = keys.open(&mutated, &bind, false) {
+                    let same_blob = URL_SAFE_NO_PAD.decode(sealed.rsplit(':').next().unwrap()).ok()
+                        == URL_SAFE_NO_PAD.decode(mutated.rsplit(':').next().unwrap()).ok();
+                    prop_assert!(same_blob && opened.as_str() == plain, "{mutated:?} opened as {:?}", opened.as_str());
+                }
+            }
+
+            /// Any text at all: an error or (only for an intact envelope) the plaintext; never a panic.
+            #[test]
+            fn any_text_is_an_error(text in ".{0,200}", prefixed in any::<bool>()) {
+                let keys = ring(&["k1"]);
+                let bind = Binding { tenant: "t", record: "r", field: "access_token" };
+                let text = if prefixed { format!("enc:v1:k1:{text}") } else { text };
+                let err = keys.open(&text, &bind, false).unwrap_err();
+                prop_assert_eq!(err.code(), ErrorCode::StoreUnavailable);
+            }
+        }
     }
 
     #[tokio::test]

@@ -91,10 +91,21 @@ impl ConnectionStore for MemoryStore {
 impl PendingStore for MemoryStore {
     async fn put_pending(&self, pending: PendingAuthorization) -> Result<()> {
         let mut state = self.state();
-        // Purge what expired more than a day ago, so abandoned authorizations do not pile up.
-        let horizon = pending.created_at.checked_sub(Duration::from_secs(86_400));
-        if let Some(horizon) = horizon {
+        // Purge what expired long enough ago, so abandoned authorizations do not pile up.
+        if let Some(horizon) = pending.created_at.checked_sub(super::PENDING_GRACE) {
             state.pending.retain(|_, p| p.expires_at > horizon);
+        }
+        // At most MAX_PENDING_PER_TENANT per tenant: the newest are kept.
+        let mut held: Vec<(SystemTime, String)> = state
+            .pending
+            .values()
+            .filter(|p| p.tenant == pending.tenant && p.state_hash != pending.state_hash)
+            .map(|p| (p.created_at, p.state_hash.clone()))
+            .collect();
+        held.sort();
+        let excess = (held.len() + 1).saturating_sub(super::MAX_PENDING_PER_TENANT);
+        for (_, hash) in held.into_iter().take(excess) {
+            state.pending.remove(&hash);
         }
         state.pending.insert(pending.state_hash.clone(), pending);
         Ok(())
@@ -127,5 +138,28 @@ impl LeaseStore for MemoryStore {
             return Ok(true);
         }
         Ok(false)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::secret::PkceVerifier;
+
+    /// Finding 6: what expired more than PENDING_GRACE before the next put is purged (not a day later).
+    #[tokio::test]
+    async fn expired_pending_authorizations_are_purged_after_the_grace() {
+        let store = MemoryStore::new();
+        let t = |s: u64| SystemTime::UNIX_EPOCH + Duration::from_secs(s);
+        for (state, expires) in [("stale", 600), ("late", 600 + 3_000)] {
+            store
+                .put_pending(PendingAuthorization::new(state, "acme", PkceVerifier::new("v"), t(0), t(expires)))
+                .await
+                .unwrap();
+        }
+        let next = t(600) + super::super::PENDING_GRACE + Duration::from_secs(1);
+        store.put_pending(PendingAuthorization::new("next", "acme", PkceVerifier::new("v"), next, next)).await.unwrap();
+        assert!(store.take_pending(&PendingAuthorization::hash_state("stale")).await.unwrap().is_none());
+        assert!(store.take_pending(&PendingAuthorization::hash_state("late")).await.unwrap().is_some());
     }
 }

@@ -16,12 +16,12 @@
 
 #[cfg(any(feature = "sqlite", feature = "postgres", feature = "redis"))]
 mod codec;
-mod encrypted;
+pub(crate) mod encrypted;
 mod memory;
 #[cfg(feature = "postgres")]
 mod postgres;
 #[cfg(feature = "redis")]
-mod redis;
+pub(crate) mod redis;
 #[cfg(feature = "sqlite")]
 mod sqlite;
 
@@ -259,10 +259,22 @@ pub trait ConnectionStore: fmt::Debug + Send + Sync + 'static {
     async fn list(&self, filter: &ConnectionFilter) -> Result<Vec<Connection>>;
 }
 
+/// The most pending authorizations a built-in store keeps for one tenant: storing another drops that tenant's
+/// oldest. More open "Connect HubSpot" attempts than a person makes; a script calling `begin` in a loop fills its own
+/// tenant's allowance, not the store.
+pub const MAX_PENDING_PER_TENANT: usize = 20;
+
+/// How long a built-in store keeps a pending authorization past its expiry (so a late callback is told "expired"
+/// rather than "unknown state"); after that it is purged when the next one is stored (Redis expires it itself).
+pub const PENDING_GRACE: Duration = Duration::from_secs(3600);
+
 /// Pending authorizations: stored by `begin`, taken once by `complete`.
 #[async_trait]
 pub trait PendingStore: fmt::Debug + Send + Sync + 'static {
     /// Stores a pending authorization under its `state_hash`.
+    ///
+    /// A store must bound what it keeps: the built-in ones keep at most [`MAX_PENDING_PER_TENANT`] per tenant
+    /// (dropping the tenant's oldest) and purge what expired more than [`PENDING_GRACE`] before `created_at`.
     async fn put_pending(&self, pending: PendingAuthorization) -> Result<()>;
 
     /// Removes and returns the pending authorization, atomically: of any number of concurrent takers, at most one

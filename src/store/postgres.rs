@@ -344,6 +344,7 @@ struct Sql {
     delete: String,
     list: String,
     put_pending: String,
+    cap_pending: String,
     take_pending: String,
     try_lease: String,
     release_lease: String,
@@ -374,7 +375,7 @@ impl Sql {
             ),
             delete: format!("DELETE FROM {c} WHERE id = $1"),
             list: format!("SELECT {CONNECTION_COLUMNS} FROM {c}"),
-            // Purges what expired before $11 (a day before this one was created) in the same statement. SKIP LOCKED:
+            // Purges what expired before $11 (PENDING_GRACE before this one was created) in the same statement. SKIP LOCKED:
             // two puts purging at once never wait for (or deadlock on) each other, nor on a take under way.
             put_pending: format!(
                 "WITH purged AS (
@@ -389,6 +390,12 @@ impl Sql {
                  optional_scopes = EXCLUDED.optional_scopes, portal_id = EXCLUDED.portal_id, \
                  return_to = EXCLUDED.return_to, reconnect = EXCLUDED.reconnect, \
                  created_at_ms = EXCLUDED.created_at_ms, expires_at_ms = EXCLUDED.expires_at_ms"
+            ),
+            cap_pending: format!(
+                "DELETE FROM {pending} WHERE state_hash IN (
+                    SELECT state_hash FROM {pending} WHERE tenant = $1 AND state_hash <> $2
+                    ORDER BY created_at_ms DESC, state_hash DESC OFFSET $3 FOR UPDATE SKIP LOCKED
+                 )"
             ),
             take_pending: format!("DELETE FROM {pending} WHERE state_hash = $1 RETURNING {PENDING_COLUMNS}"),
             try_lease: format!(
@@ -494,9 +501,8 @@ fn decode_connection(row: &PgRow) -> Result<Connection> {
         id: ConnectionId::new(r.get::<String>("id")?),
         tenant: r.get("tenant")?,
         portal_id: from_i64(r.get("portal_id")?),
-        kind: parse_kind(&kind).ok_or_else(|| r.corrupt("kind", format_args!("unknown credential kind {kind:?}")))?,
-        status: ConnectionStatus::parse(&status)
-            .ok_or_else(|| r.corrupt("status", format_args!("unknown status {status:?}")))?,
+        kind: parse_kind(&kind).ok_or_else(|| r.corrupt("kind", "unknown credential kind"))?,
+        status: ConnectionStatus::parse(&status).ok_or_else(|| r.corrupt("status", "unknown status"))?,
         access_token: AccessToken::new(r.get::<String>("access_token")?),
         refresh_token: r.get::<Option<String>>("refresh_token")?.map(RefreshToken::new),
         expires_at: r.optional_time("expires_at_ms")?,
@@ -701,8 +707,8 @@ impl PendingStore for PostgresStore {
     async fn put_pending(&self, pending: PendingAuthorization) -> Result<()> {
         let required = encode_json("encoding a pending authorization's scopes", &pending.required_scopes)?;
         let optional = encode_json("encoding a pending authorization's scopes", &pending.optional_scopes)?;
-        // Purge what expired more than a day ago, so abandoned authorizations do not pile up (in the same statement).
-        let horizon = pending.created_at.checked_sub(Duration::from_secs(86_400)).map(to_ms);
+        // Purge what expired long enough ago, so abandoned authorizations do not pile up (in the same statement).
+        let horizon = pending.created_at.checked_sub(super::PENDING_GRACE).map(to_ms);
         sqlx::query(&self.sql.put_pending)
             .bind(pending.state_hash.as_str())
             .bind(pending.tenant.as_str())
@@ -715,6 +721,14 @@ impl PendingStore for PostgresStore {
             .bind(to_ms(pending.created_at))
             .bind(to_ms(pending.expires_at))
             .bind(horizon)
+            .execute(&self.pool)
+            .await
+            .map_err(|e| store_error("storing a pending authorization", e))?;
+        // At most MAX_PENDING_PER_TENANT per tenant: the newest are kept.
+        sqlx::query(&self.sql.cap_pending)
+            .bind(pending.tenant.as_str())
+            .bind(pending.state_hash.as_str())
+            .bind(i64::try_from(super::MAX_PENDING_PER_TENANT.saturating_sub(1)).unwrap_or(i64::MAX))
             .execute(&self.pool)
             .await
             .map_err(|e| store_error("storing a pending authorization", e))?;

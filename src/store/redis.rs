@@ -19,9 +19,28 @@ use crate::error::{Error, ErrorCode, Result};
 use crate::scope::Scope;
 use crate::secret::{AccessToken, PkceVerifier, RefreshToken};
 
-/// How long a pending authorization is kept past its expiry, so a late callback is told "expired" rather than
-/// "unknown state".
-const PENDING_GRACE: Duration = Duration::from_secs(86_400);
+use super::PENDING_GRACE;
+
+/// Stores a pending authorization and keeps its tenant's newest `ARGV[4]` (a sorted set of the tenant's state hashes
+/// by creation time, `KEYS[2]`). KEYS[1] the record's key; ARGV: record, its lifetime in ms, created ms, the most
+/// kept, the record keys' prefix, the state hash.
+const PUT_PENDING: &str = r#"
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+redis.call('ZADD', KEYS[2], ARGV[3], ARGV[6])
+local excess = redis.call('ZCARD', KEYS[2]) - tonumber(ARGV[4])
+if excess > 0 then
+  for _, hash in ipairs(redis.call('ZRANGE', KEYS[2], 0, excess - 1)) do
+    if hash ~= ARGV[6] then
+      redis.call('DEL', ARGV[5] .. hash)
+    end
+    redis.call('ZREM', KEYS[2], hash)
+  end
+end
+if redis.call('PTTL', KEYS[2]) < tonumber(ARGV[2]) then
+  redis.call('PEXPIRE', KEYS[2], ARGV[2])
+end
+return 1
+"#;
 
 /// How long a lease key outlives its own `until` before Redis deletes it (a lease's validity is its stored `until`,
 /// compared with the caller's clock; the key's expiry only cleans up after owners that never released).
@@ -47,8 +66,10 @@ const LEASE_GRACE: Duration = Duration::from_secs(60);
 ///   [`RedisStore::connect_with_prefix`]): the braces are a Redis Cluster hash tag, so every key of one store lives
 ///   in one slot and the scripts can touch them together. The keys are `…:c:{id}` (a connection: a hash with its
 ///   version, tenant, portal and record), `…:t:{tenant}` and `…:p:{portal}` (the indexes the rules use), `…:ids`
-///   (a sorted set of every id, for listing), `…:s:{state hash}` (a pending authorization, expiring a day after the
-///   authorization does) and `…:l:{key}` (a lease, expiring a minute after the lease does).
+///   (a sorted set of every id, for listing), `…:s:{state hash}` (a pending authorization, expiring an hour after the
+///   authorization does), `…:sp:{tenant}` (a tenant's pending authorizations by age, to keep at most
+///   [`MAX_PENDING_PER_TENANT`](super::MAX_PENDING_PER_TENANT)) and `…:l:{key}` (a lease, expiring a minute after the
+///   lease does).
 /// - **Listing reads the indexes.** [`ConnectionStore::list`] reads the ids from the tenant or portal index when the
 ///   filter names one (else from `…:ids`), then the records in one `MULTI`; the other filters apply in memory. It is
 ///   meant for dashboards and sweeps over thousands of connections, not millions.
@@ -207,6 +228,10 @@ impl RedisStore {
 
     fn pending_key(&self, state_hash: &str) -> String {
         format!("{}s:{state_hash}", self.base)
+    }
+
+    fn tenant_pending_key(&self, tenant: &str) -> String {
+        format!("{}sp:{tenant}", self.base)
     }
 
     fn lease_key(&self, key: &str) -> String {
@@ -391,11 +416,16 @@ fn decode_connection(version: &str, record: &str) -> Result<Connection> {
     let version: u64 = version.parse().map_err(|_| corrupt(WHAT, "its version is not a number"))?;
     let s: StoredConnection = parse_record(WHAT, record)?;
     let time = |ms: i64, field: &str| time_of(WHAT, ms, field);
-    let id = format!("{:?}", s.id);
+    // Only an id of the crate's own shape is named: an error never quotes what a damaged record holds.
+    let own_id = s.id.len() <= 64
+        && s.id
+            .strip_prefix("hc_")
+            .is_some_and(|rest| rest.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit()));
+    let id = if own_id { format!("{:?}", s.id) } else { "(an id of another shape)".to_owned() };
     Ok(Connection {
         kind: parse_kind(&s.kind).ok_or_else(|| corrupt(WHAT, format_args!("{id}: unknown credential kind")))?,
         status: ConnectionStatus::parse(&s.status)
-            .ok_or_else(|| corrupt(WHAT, format_args!("{id}: unknown status {:?}", s.status)))?,
+            .ok_or_else(|| corrupt(WHAT, format_args!("{id}: unknown status")))?,
         expires_at: s.expires_at_ms.map(|ms| time(ms, "expires_at")).transpose()?,
         last_error: match s.last_error {
             Some(e) => Some(e.into_last_error().ok_or_else(|| corrupt(WHAT, "last_error time out of range"))?),
@@ -582,8 +612,16 @@ impl PendingStore for RedisStore {
         let record = encode_pending(&pending)?;
         let life = pending.expires_at.duration_since(pending.created_at).unwrap_or_default();
         let mut conn = self.conn.clone();
-        let () = conn
-            .pset_ex(self.pending_key(&pending.state_hash), record, millis(life.saturating_add(PENDING_GRACE)))
+        let _: i64 = Script::new(PUT_PENDING)
+            .key(self.pending_key(&pending.state_hash))
+            .key(self.tenant_pending_key(&pending.tenant))
+            .arg(record)
+            .arg(millis(life.saturating_add(PENDING_GRACE)))
+            .arg(to_ms(pending.created_at))
+            .arg(super::MAX_PENDING_PER_TENANT)
+            .arg(format!("{}s:", self.base))
+            .arg(pending.state_hash.as_str())
+            .invoke_async(&mut conn)
             .await
             .map_err(|e| store_error("storing a pending authorization", e))?;
         Ok(())
@@ -596,7 +634,11 @@ impl PendingStore for RedisStore {
             .get_del(self.pending_key(state_hash))
             .await
             .map_err(|e| store_error("taking a pending authorization", e))?;
-        record.as_deref().map(decode_pending).transpose()
+        let Some(pending) = record.as_deref().map(decode_pending).transpose()? else { return Ok(None) };
+        // Its place in the tenant's allowance; a failure here only leaves a member the next put trims.
+        let _: std::result::Result<i64, _> =
+            conn.zrem(self.tenant_pending_key(&pending.tenant), pending.state_hash.as_str()).await;
+        Ok(Some(pending))
     }
 }
 
@@ -629,6 +671,30 @@ impl LeaseStore for RedisStore {
     }
 }
 
+/// For the `store_record` fuzz target: any text is a connection, a pending authorization, or a typed store error
+/// that never quotes the record; what decodes encodes back to a record that decodes to the same.
+#[cfg(feature = "fuzzing")]
+pub(crate) fn fuzz_record(data: &[u8]) {
+    let record = String::from_utf8_lossy(data).replace('\u{1}', "CANARY-secret");
+    match decode_connection("1", &record) {
+        Ok(c) => assert_eq!(decode_connection("1", &encode_connection(&c).expect("encodes")).expect("decodes"), c),
+        Err(e) => {
+            assert_eq!(e.code(), ErrorCode::StoreUnavailable);
+            assert!(!format!("{e} {e:?}").contains("CANARY-secret"), "the error quotes the record");
+        }
+    }
+    match decode_pending(&record) {
+        Ok(p) => {
+            let again = encode_pending(&p).expect("encodes");
+            assert_eq!(encode_pending(&decode_pending(&again).expect("decodes")).expect("encodes"), again);
+        }
+        Err(e) => {
+            assert_eq!(e.code(), ErrorCode::StoreUnavailable);
+            assert!(!format!("{e} {e:?}").contains("CANARY-secret"), "the error quotes the record");
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -639,6 +705,23 @@ mod tests {
         assert_eq!(glob_escape("a*b?[c]\\"), "a\\*b\\?\\[c\\]\\\\");
     }
 
+    /// Found by the `store_record` fuzz target: an unknown status was quoted in the error.
+    #[test]
+    fn an_unknown_status_or_odd_id_is_not_quoted() {
+        let record = |id: &str, status: &str| {
+            format!(
+                r#"{{"id":"{id}","tenant":"t","portal_id":1,"kind":"oauth","status":"{status}","access_token":"a",
+                "refresh_token":null,"expires_at_ms":null,"scopes":[],"installed_by":null,"installed_by_user_id":null,
+                "hub_domain":null,"account_type":null,"last_error":null,"retry_at_ms":null,"failures":0,
+                "created_at_ms":0,"updated_at_ms":0,"refreshed_at_ms":0}}"#
+            )
+        };
+        let e = decode_connection("1", &record("hc_abc123", "CANARY-status")).unwrap_err();
+        assert!(!e.to_string().contains("CANARY") && e.to_string().contains("hc_abc123"), "{e}");
+        let e = decode_connection("1", &record("CANARY-id", "nope")).unwrap_err();
+        assert!(!e.to_string().contains("CANARY"), "{e}");
+    }
+
     #[test]
     fn broken_records_are_errors_without_their_text() {
         let e = decode_connection("1", r#"{"id":"x","access_token":"CANARY-SECRET""#).unwrap_err();
@@ -646,6 +729,101 @@ mod tests {
         assert!(!format!("{e} {e:?}").contains("CANARY"));
         assert_eq!(decode_connection("x", "{}").unwrap_err().code(), ErrorCode::StoreUnavailable);
         assert_eq!(decode_pending("[]").unwrap_err().code(), ErrorCode::StoreUnavailable);
+    }
+
+    mod properties {
+        use super::*;
+        use crate::connection::{CredentialKind, LastError};
+        use proptest::prelude::*;
+
+        fn time() -> impl Strategy<Value = SystemTime> {
+            (-62_135_596_800_000i64..253_402_300_799_999).prop_map(|ms| from_ms(ms).unwrap())
+        }
+
+        prop_compose! {
+            fn connection()(
+                tenant in ".{1,20}",
+                portal_id in any::<u64>(),
+                private in any::<bool>(),
+                status in prop::sample::select(vec![
+                    ConnectionStatus::Connected, ConnectionStatus::NeedsReauth, ConnectionStatus::Backoff,
+                    ConnectionStatus::Disconnected,
+                ]),
+                access in ".{0,40}",
+                refresh in proptest::option::of(".{0,40}"),
+                expires_at in proptest::option::of(time()),
+                scopes in proptest::collection::vec("[a-z.]{1,20}", 0..4),
+                installed_by in proptest::option::of(".{0,20}"),
+                user_id in proptest::option::of(any::<u64>()),
+                account in proptest::option::of("[A-Z_]{1,16}"),
+                last_error in proptest::option::of((prop::sample::select(ErrorCode::ALL), ".{0,40}", time())),
+                retry_at in proptest::option::of(time()),
+                failures in any::<u32>(),
+                times in (time(), time(), time()),
+                version in any::<u64>(),
+            ) -> Connection {
+                let mut c = Connection::new(tenant, portal_id, AccessToken::new(access), refresh.map(RefreshToken::new), expires_at, times.0);
+                c.kind = if private { CredentialKind::PrivateApp } else { CredentialKind::OAuth };
+                c.status = status;
+                c.scopes = scopes.into_iter().map(Scope::new).collect();
+                c.installed_by = installed_by;
+                c.installed_by_user_id = user_id;
+                c.account_type = account.map(|a| AccountType::parse(&a));
+                c.last_error = last_error.map(|(code, message, at)| LastError { code, message, at });
+                c.retry_at = retry_at;
+                c.failures = failures;
+                c.updated_at = times.1;
+                c.refreshed_at = times.2;
+                c.version = version;
+                c
+            }
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+
+            /// Every connection survives its record unchanged.
+            #[test]
+            fn connections_round_trip(c in connection()) {
+                let record = encode_connection(&c).unwrap();
+                prop_assert_eq!(decode_connection(&c.version.to_string(), &record).unwrap(), c);
+            }
+
+            /// Every pending authorization survives its record unchanged.
+            #[test]
+            fn pending_round_trip(
+                state in "[a-f0-9]{1,64}",
+                tenant in ".{1,20}",
+                verifier in "[A-Za-z0-9_-]{43,128}",
+                portal in proptest::option::of(any::<u64>()),
+                return_to in proptest::option::of(".{0,40}"),
+                times in (time(), time()),
+            ) {
+                let mut p = PendingAuthorization::new(&state, tenant, PkceVerifier::new(verifier), times.0, times.1);
+                p.portal_id = portal;
+                p.return_to = return_to;
+                let back = decode_pending(&encode_pending(&p).unwrap()).unwrap();
+                prop_assert_eq!(encode_pending(&back).unwrap(), encode_pending(&p).unwrap());
+            }
+
+            /// Arbitrary text (or a damaged record) is a typed store error that never quotes the record.
+            #[test]
+            fn arbitrary_records_are_typed_errors(
+                version in ".{0,8}",
+                record in prop_oneof![".{0,200}", "\\{\"id\":\"x\",\"access_token\":\"CANARY-[a-z]{8}\"[,:\\[\\]{}a-z0-9\"]{0,20}"],
+            ) {
+                if let Err(e) = decode_connection(&version, &record) {
+                    prop_assert_eq!(e.code(), ErrorCode::StoreUnavailable);
+                    let text = format!("{e} {e:?}");
+                    prop_assert!(!text.contains("CANARY"));
+                }
+                if let Err(e) = decode_pending(&record) {
+                    prop_assert_eq!(e.code(), ErrorCode::StoreUnavailable);
+                    let text = format!("{e} {e:?}");
+                    prop_assert!(!text.contains("CANARY"));
+                }
+            }
+        }
     }
 
     #[test]

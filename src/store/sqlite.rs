@@ -119,6 +119,9 @@ impl SqliteStore {
     pub async fn open_with_prefix(url_or_path: &str, prefix: &str) -> Result<Self> {
         validate_prefix("SQLite table", prefix)?;
         let (options, in_memory) = connect_options(url_or_path)?;
+        if !in_memory {
+            create_private(options.get_filename())?;
+        }
         let pool_options = if in_memory {
             // Every connection to `sqlite::memory:` would see its own database, and the database goes away with its
             // last connection: keep exactly one, forever.
@@ -184,6 +187,32 @@ fn connect_options(url_or_path: &str) -> Result<(SqliteConnectOptions, bool)> {
     let options = options.synchronous(SqliteSynchronous::Full);
     let options = if in_memory { options } else { options.journal_mode(SqliteJournalMode::Wal) };
     Ok((options, in_memory))
+}
+
+/// Creates the database file and its `-wal` and `-shm` companions, readable and writable by the owner only
+/// (0600), before SQLite opens them: SQLite would create them with the process's umask (often 0644), and without
+/// encryption at rest they hold every tenant's refresh token. Files that exist are left as they are.
+fn create_private(path: &std::path::Path) -> Result<()> {
+    let name = path.as_os_str();
+    if name.is_empty() || name == ":memory:" {
+        return Ok(());
+    }
+    for suffix in ["", "-wal", "-shm"] {
+        let mut file = name.to_owned();
+        file.push(suffix);
+        let mut open = std::fs::OpenOptions::new();
+        open.write(true).create_new(true);
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut open, 0o600);
+        match open.open(&file) {
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+            // A directory that does not exist or cannot be written: SQLite reports it the way it always has.
+            Err(_) if suffix.is_empty() => return Ok(()),
+            Err(e) => return Err(store_error("creating the SQLite file's companions", e)),
+        }
+    }
+    Ok(())
 }
 
 /// Connects, retrying for up to the busy timeout while the file is locked: switching a new file to WAL takes an
@@ -320,6 +349,7 @@ struct Sql {
     delete: String,
     list: String,
     purge_pending: String,
+    cap_pending: String,
     put_pending: String,
     take_pending: String,
     try_lease: String,
@@ -352,6 +382,10 @@ impl Sql {
             delete: format!("DELETE FROM {c} WHERE id = ?1"),
             list: format!("SELECT {CONNECTION_COLUMNS} FROM {c}"),
             purge_pending: format!("DELETE FROM {pending} WHERE expires_at_ms <= ?1"),
+            cap_pending: format!(
+                "DELETE FROM {pending} WHERE state_hash IN (SELECT state_hash FROM {pending} \
+                 WHERE tenant = ?1 AND state_hash <> ?2 ORDER BY created_at_ms DESC, state_hash DESC LIMIT -1 OFFSET ?3)"
+            ),
             put_pending: format!(
                 "INSERT OR REPLACE INTO {pending} ({PENDING_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)"
             ),
@@ -458,9 +492,8 @@ fn decode_connection(row: &SqliteRow) -> Result<Connection> {
         id: ConnectionId::new(r.get::<String>("id")?),
         tenant: r.get("tenant")?,
         portal_id: from_i64(r.get("portal_id")?),
-        kind: parse_kind(&kind).ok_or_else(|| r.corrupt("kind", format_args!("unknown credential kind {kind:?}")))?,
-        status: ConnectionStatus::parse(&status)
-            .ok_or_else(|| r.corrupt("status", format_args!("unknown status {status:?}")))?,
+        kind: parse_kind(&kind).ok_or_else(|| r.corrupt("kind", "unknown credential kind"))?,
+        status: ConnectionStatus::parse(&status).ok_or_else(|| r.corrupt("status", "unknown status"))?,
         access_token: AccessToken::new(r.get::<String>("access_token")?),
         refresh_token: r.get::<Option<String>>("refresh_token")?.map(RefreshToken::new),
         expires_at: r.optional_time("expires_at_ms")?,
@@ -640,10 +673,18 @@ impl PendingStore for SqliteStore {
         let optional = encode_json("encoding a pending authorization's scopes", &pending.optional_scopes)?;
         let fail = |e| store_error("storing a pending authorization", e);
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(fail)?;
-        // Purge what expired more than a day ago, so abandoned authorizations do not pile up.
-        if let Some(horizon) = pending.created_at.checked_sub(Duration::from_secs(86_400)) {
+        // Purge what expired long enough ago, so abandoned authorizations do not pile up.
+        if let Some(horizon) = pending.created_at.checked_sub(super::PENDING_GRACE) {
             sqlx::query(&self.sql.purge_pending).bind(to_ms(horizon)).execute(&mut *tx).await.map_err(fail)?;
         }
+        // At most MAX_PENDING_PER_TENANT per tenant: the newest are kept.
+        sqlx::query(&self.sql.cap_pending)
+            .bind(pending.tenant.as_str())
+            .bind(pending.state_hash.as_str())
+            .bind(i64::try_from(super::MAX_PENDING_PER_TENANT.saturating_sub(1)).unwrap_or(i64::MAX))
+            .execute(&mut *tx)
+            .await
+            .map_err(fail)?;
         sqlx::query(&self.sql.put_pending)
             .bind(pending.state_hash.as_str())
             .bind(pending.tenant.as_str())
@@ -711,5 +752,35 @@ mod tests {
             assert_eq!(connect_options(url).map(|(_, mem)| mem).ok(), Some(false), "{url}");
         }
         assert_eq!(connect_options("  ").map(|_| ()).map_err(|e| e.code()), Err(ErrorCode::InvalidConfig));
+    }
+
+    /// Finding 1: the database and its WAL files are the owner's only (0600), whatever the umask.
+    #[cfg(unix)]
+    #[tokio::test]
+    async fn files_are_created_private() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = std::env::temp_dir().join(format!("hubconnect-mode-{}", crate::ConnectionId::random()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let db = dir.join("tokens.db");
+        for url in [format!("sqlite://{}", db.display()), dir.join("plain.db").display().to_string()] {
+            let store = SqliteStore::open(&url).await.unwrap();
+            store
+                .put_pending(PendingAuthorization::new(
+                    "s",
+                    "t",
+                    PkceVerifier::new("v"),
+                    std::time::UNIX_EPOCH,
+                    std::time::UNIX_EPOCH,
+                ))
+                .await
+                .unwrap();
+            let base = url.trim_start_matches("sqlite://").to_owned();
+            for file in [base.clone(), format!("{base}-wal"), format!("{base}-shm")] {
+                let mode = std::fs::metadata(&file).unwrap().permissions().mode() & 0o777;
+                assert_eq!(mode, 0o600, "{file}: {mode:o}");
+            }
+            store.close().await;
+        }
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

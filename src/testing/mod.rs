@@ -28,6 +28,7 @@
 //! | the access token expired | [`expire_access_tokens`](FakeHubSpot::expire_access_tokens), or advance the [`ManualClock`](crate::ManualClock) past [`set_access_token_ttl`](FakeHubSpot::set_access_token_ttl) |
 //! | the code expired before the callback ran | advance the clock past [`set_code_ttl`](FakeHubSpot::set_code_ttl) |
 //! | refresh tokens rotate, or reuse of an old one revokes everything | [`set_rotation`](FakeHubSpot::set_rotation) with [`Rotation`]; check [`stale_refresh_presentations`](FakeHubSpot::stale_refresh_presentations) |
+//! | the same user installs the app into the same portal again and gets the same refresh token | [`set_reinstall`](FakeHubSpot::set_reinstall) with [`Reinstall`] |
 //! | the customer uninstalled the app | [`uninstall`](FakeHubSpot::uninstall) |
 //! | the installing user left the company | [`remove_user`](FakeHubSpot::remove_user) |
 //! | HubSpot's older or RFC-only error bodies | [`set_error_style`](FakeHubSpot::set_error_style) with [`ErrorStyle`] |
@@ -141,7 +142,7 @@ use crate::{ClientSecret, HubSpotConnector, HubSpotConnectorBuilder};
 
 pub use types::{
     DeadIntrospection, Decline, Endpoint, ErrorStyle, Failure, FakeAccountType, FakeError, FakePortal, FakeUser,
-    IssuedTokens, Rotation, TokenFields,
+    IssuedTokens, Reinstall, Rotation, TokenFields,
 };
 
 use responder::Responder;
@@ -369,6 +370,12 @@ impl FakeHubSpot {
     /// Whether refreshing rotates the refresh token. Default [`Rotation::Same`].
     pub fn set_rotation(&self, rotation: Rotation) {
         self.state().rotation = rotation;
+    }
+
+    /// What a second install by the same user into the same portal returns. Default
+    /// [`Reinstall::NewRefreshToken`].
+    pub fn set_reinstall(&self, reinstall: Reinstall) {
+        self.state().reinstall = reinstall;
     }
 
     /// Which optional fields successful token answers carry. Default [`TokenFields::Spec`].

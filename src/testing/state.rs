@@ -11,7 +11,7 @@ use sha2::{Digest as _, Sha256};
 use super::crm::Crm;
 use super::random;
 use super::types::{
-    DeadIntrospection, Decline, Endpoint, ErrorStyle, Failure, FakePortal, FakeUser, Rotation, TokenFields,
+    DeadIntrospection, Decline, Endpoint, ErrorStyle, Failure, FakePortal, FakeUser, Reinstall, Rotation, TokenFields,
 };
 use crate::clock::Clock;
 
@@ -173,6 +173,7 @@ pub(crate) struct State {
     pub(crate) access_ttl: Duration,
     pub(crate) code_ttl: Duration,
     pub(crate) rotation: Rotation,
+    pub(crate) reinstall: Reinstall,
     pub(crate) error_style: ErrorStyle,
     pub(crate) dead_introspection: DeadIntrospection,
     pub(crate) revoke_status: u16,
@@ -203,6 +204,7 @@ impl State {
             access_ttl: Duration::from_secs(1800),
             code_ttl: Duration::from_secs(600),
             rotation: Rotation::default(),
+            reinstall: Reinstall::default(),
             error_style: ErrorStyle::default(),
             dead_introspection: DeadIntrospection::default(),
             revoke_status: 200,
@@ -351,6 +353,27 @@ impl State {
     pub(crate) fn mint(&mut self, grant: Grant, now: SystemTime) -> Minted {
         self.portals.entry(grant.portal_id).or_insert_with(|| FakePortal::new(grant.portal_id));
         let _ = self.install_id(grant.portal_id);
+        if self.reinstall == Reinstall::SameRefreshToken {
+            let held = self
+                .refresh
+                .iter()
+                .filter(|(_, r)| r.grant.portal_id == grant.portal_id && r.grant.user == grant.user)
+                .map(|(token, _)| token.clone())
+                .find(|token| self.live_refresh(token).is_some());
+            if let Some(token) = held {
+                // The same refresh token, now carrying the new grant's scopes.
+                if let Some(record) = self.refresh.get_mut(&token) {
+                    record.grant.scopes = grant.scopes.clone();
+                }
+                let access_token = self.mint_access(&grant, now);
+                return Minted {
+                    access_token,
+                    refresh_token: Some(token),
+                    grant,
+                    expires_in: self.access_ttl.as_secs(),
+                };
+            }
+        }
         let family = self.next_family;
         self.next_family += 1;
         let refresh_token = random::uuid();

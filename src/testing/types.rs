@@ -180,6 +180,24 @@ pub enum Rotation {
     Strict,
 }
 
+/// What a second install of the app by the same HubSpot user into the same portal hands back.
+///
+/// HubSpot's developer changelog on reauthorizing public apps says that reauthorizing an app already connected
+/// to an account changes the scopes *on the refresh token*, which reads as the same refresh token coming back for
+/// the same user, portal and app; HubSpot documents nothing more precise. The fake plays both, so a vendor can test
+/// that refusing such an install (`PORTAL_ALREADY_CONNECTED`, `PORTAL_LIMIT_REACHED`, …) never revokes the token a
+/// stored connection still uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[non_exhaustive]
+pub enum Reinstall {
+    /// Every install gets a refresh token of its own (the default).
+    #[default]
+    NewRefreshToken,
+    /// An install by a user who already holds a live refresh token for the portal gets that same refresh token
+    /// back (with the new grant's scopes) and a new access token; revoking it ends both installs.
+    SameRefreshToken,
+}
+
 /// The body of token-endpoint errors (always HTTP 400).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 #[non_exhaustive]
