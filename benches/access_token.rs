@@ -18,7 +18,7 @@ use hubspot_connect::testing::FakeHubSpot;
 use hubspot_connect::{AccessToken, BeginOptions, Callback, ConnectionId, Connections, ManualClock, Scopes};
 
 struct Bench {
-    manager: Connections<hubspot_connect::HubSpotConnector, MemoryStore>,
+    manager: Connections,
     clock: ManualClock,
     id: ConnectionId,
     _fake: FakeHubSpot,
@@ -39,8 +39,7 @@ async fn setup() -> Bench {
 }
 
 /// A manager on the system clock (what production runs): the cache re-checks the store every 5 s of the run.
-async fn setup_system_clock() -> (Connections<hubspot_connect::HubSpotConnector, MemoryStore>, ConnectionId, FakeHubSpot)
-{
+async fn setup_system_clock() -> (Connections, ConnectionId, FakeHubSpot) {
     let fake = FakeHubSpot::start().await;
     let manager = Connections::builder(fake.connector_builder().build().unwrap(), MemoryStore::new()).build();
     let begun = manager.begin("bench", &Scopes::new(), BeginOptions::default()).await.unwrap();

@@ -64,7 +64,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("4. token         {token:?} (the same on the next call: {})", token == again);
 
     // 5. forced refresh: what an operator does from the command line.
-    let refreshed = hubconnect.refresh(&c.id, true).await?;
+    let refreshed = hubconnect.force_refresh(&c.id).await?;
     println!("5. refresh       new token stored, version {} → {}", c.version, refreshed.version);
 
     // 6. test: "Test connection" in the vendor's UI.

@@ -54,11 +54,9 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use serde::Deserialize;
 
-use crate::connector::Connector;
 use crate::error::{Error, ErrorCode};
 use crate::manager::{BeginOptions, Callback, Connections, validate_return_path};
 use crate::scope::{Scope, ScopeSet, Scopes};
-use crate::store::TokenStore;
 
 /// What your extractor must say: which tenant is signed in.
 pub trait Tenant {
@@ -67,12 +65,12 @@ pub trait Tenant {
 }
 
 /// The connect and callback routes. Build the router with [`ConnectRoutes::router`].
-pub struct ConnectRoutes<C: Connector, S: TokenStore> {
-    inner: Arc<Inner<C, S>>,
+pub struct ConnectRoutes {
+    inner: Arc<Inner>,
 }
 
-struct Inner<C: Connector, S: TokenStore> {
-    connections: Connections<C, S>,
+struct Inner {
+    connections: Connections,
     scopes: Scopes,
     connect_path: String,
     callback_path: String,
@@ -80,13 +78,13 @@ struct Inner<C: Connector, S: TokenStore> {
     error_return: String,
 }
 
-impl<C: Connector, S: TokenStore> Clone for ConnectRoutes<C, S> {
+impl Clone for ConnectRoutes {
     fn clone(&self) -> Self {
         Self { inner: Arc::clone(&self.inner) }
     }
 }
 
-impl<C: Connector, S: TokenStore> fmt::Debug for ConnectRoutes<C, S> {
+impl fmt::Debug for ConnectRoutes {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ConnectRoutes")
             .field("connect_path", &self.inner.connect_path)
@@ -97,9 +95,9 @@ impl<C: Connector, S: TokenStore> fmt::Debug for ConnectRoutes<C, S> {
     }
 }
 
-impl<C: Connector, S: TokenStore> ConnectRoutes<C, S> {
+impl ConnectRoutes {
     /// Routes at `/hubspot/connect` and `/oauth/callback`, sending users back to `/` by default.
-    pub fn new(connections: Connections<C, S>, scopes: impl ScopeSet) -> Self {
+    pub fn new(connections: Connections, scopes: impl ScopeSet) -> Self {
         let scopes = Scopes::new().require_all(scopes.required()).optionally_all(scopes.optional());
         Self {
             inner: Arc::new(Inner {
@@ -113,7 +111,7 @@ impl<C: Connector, S: TokenStore> ConnectRoutes<C, S> {
         }
     }
 
-    fn edit(mut self, f: impl FnOnce(&mut Inner<C, S>)) -> Self {
+    fn edit(mut self, f: impl FnOnce(&mut Inner)) -> Self {
         match Arc::get_mut(&mut self.inner) {
             Some(inner) => f(inner),
             None => {
@@ -164,10 +162,7 @@ impl<C: Connector, S: TokenStore> ConnectRoutes<C, S> {
     {
         let connect_path = self.inner.connect_path.clone();
         let callback_path = self.inner.callback_path.clone();
-        Router::new()
-            .route(&connect_path, get(connect::<C, S, T>))
-            .route(&callback_path, get(callback::<C, S, T>))
-            .with_state(self)
+        Router::new().route(&connect_path, get(connect::<T>)).route(&callback_path, get(callback::<T>)).with_state(self)
     }
 }
 
@@ -212,8 +207,8 @@ fn with_param(path: &str, key: &str, value: &str) -> String {
     out
 }
 
-async fn connect<C: Connector, S: TokenStore, T: Tenant>(
-    State(routes): State<ConnectRoutes<C, S>>,
+async fn connect<T: Tenant>(
+    State(routes): State<ConnectRoutes>,
     tenant: T,
     query: Result<Query<ConnectQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Response {
@@ -236,11 +231,7 @@ async fn connect<C: Connector, S: TokenStore, T: Tenant>(
     }
 }
 
-async fn callback<C: Connector, S: TokenStore, T: Tenant>(
-    State(routes): State<ConnectRoutes<C, S>>,
-    tenant: T,
-    uri: axum::http::Uri,
-) -> Response {
+async fn callback<T: Tenant>(State(routes): State<ConnectRoutes>, tenant: T, uri: axum::http::Uri) -> Response {
     let i = &routes.inner;
     let result = match Callback::from_query(uri.query().unwrap_or("")) {
         Ok(cb) => i.connections.complete_for(tenant.tenant(), &cb).await,

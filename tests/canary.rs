@@ -127,7 +127,7 @@ async fn no_token_from_any_answer_reaches_any_output() {
         secrets.push(c.refresh_token.as_ref().unwrap().secret().to_owned());
         let replay = manager.complete(&Callback::from_url(url.as_str()).unwrap()).await;
         shown.result(&replay);
-        let refreshed = manager.refresh(&c.id, true).await;
+        let refreshed = manager.force_refresh(&c.id).await;
         shown.result(&refreshed);
         secrets.push(refreshed.unwrap().access_token.secret().to_owned());
         shown.result(&manager.test(&c.id).await);

@@ -10,7 +10,7 @@ use hubspot_connect::store::{MemoryStore, TokenStore};
 use hubspot_connect::testing::{Endpoint, Failure, FakeHubSpot};
 use hubspot_connect::{
     ApiRequest, BeginOptions, Callback, Clock, ConnectionId, Connections, ErrorCode, HubSpotApi, HubSpotClient,
-    HubSpotConnector, ManualClock, Scopes,
+    ManualClock, Scopes,
 };
 use serde_json::{Value, json};
 
@@ -20,11 +20,11 @@ struct World {
     fake: FakeHubSpot,
     clock: ManualClock,
     store: Store,
-    api: HubSpotApi<HubSpotConnector, Store>,
+    api: HubSpotApi,
     id: ConnectionId,
 }
 
-fn manager(fake: &FakeHubSpot, clock: &ManualClock, store: &Store) -> Connections<HubSpotConnector, Store> {
+fn manager(fake: &FakeHubSpot, clock: &ManualClock, store: &Store) -> Connections {
     let connector = fake.connector_builder().clock(Arc::new(clock.clone())).build().unwrap();
     Connections::builder(connector, Arc::clone(store)).clock(Arc::new(clock.clone())).build()
 }
@@ -47,7 +47,7 @@ async fn world() -> World {
 }
 
 impl World {
-    async fn client(&self) -> HubSpotClient<HubSpotConnector, Store> {
+    async fn client(&self) -> HubSpotClient {
         self.api.client(&self.id).await.unwrap()
     }
 }
@@ -108,7 +108,7 @@ async fn a_refused_token_that_is_no_longer_stored_is_retried_with_the_newer_one(
     b_client.get_json::<Value>("crm/v3/objects/contacts").await.unwrap();
     // HubSpot stops accepting it; worker A refreshes.
     w.fake.expire_access_tokens();
-    w.api.connections().refresh(&w.id, true).await.unwrap();
+    w.api.connections().force_refresh(&w.id).await.unwrap();
     assert_eq!(w.fake.token_requests(), 1);
     // B gets a 401, sees the newer stored token, and retries with it: no second refresh.
     let list: Value = b_client.get_json("crm/v3/objects/contacts").await.unwrap();

@@ -31,7 +31,7 @@ async fn crash_worker() {
     };
     let manager = Connections::builder(connector, store).owner("doomed-worker").build();
     // The token is due but still valid: this caller must refresh, because it wins the lease.
-    let token = manager.refresh(&id, false).await;
+    let token = manager.refresh(&id).await;
     eprintln!("WORKER DONE {:?}", token.map(|c| c.version));
 }
 

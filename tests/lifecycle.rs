@@ -13,11 +13,11 @@ use hubspot_connect::store::{
 use hubspot_connect::testing::{Endpoint, Failure, FakeAccountType, FakeHubSpot, FakePortal, FakeUser, Rotation};
 use hubspot_connect::{
     AccessToken, AccountType, BeginOptions, Callback, Clock, Completed, Connection, ConnectionId, ConnectionStatus,
-    Connections, CredentialKind, Error, ErrorCode, EventKind, HubSpotConnector, ManualClock, PendingAuthorization,
-    Result, RetryPolicy, Scopes,
+    Connections, CredentialKind, Error, ErrorCode, EventKind, ManualClock, PendingAuthorization, Result, RetryPolicy,
+    Scopes,
 };
 
-type Manager = Connections<HubSpotConnector, Arc<dyn hubspot_connect::store::TokenStore>>;
+type Manager = Connections;
 
 struct World {
     fake: FakeHubSpot,
@@ -230,7 +230,7 @@ async fn a_refused_second_install_never_revokes_the_owners_token() {
     assert_eq!(w.fake.requests(Endpoint::Revoke202603), 0, "a token a stored connection holds is never revoked");
 
     // The owner's connection still refreshes.
-    let refreshed = w.manager.refresh(&owner.id, true).await.unwrap();
+    let refreshed = w.manager.force_refresh(&owner.id).await.unwrap();
     assert_eq!(refreshed.status, ConnectionStatus::Connected);
 
     // Without the shared token, a refused install's own token is still revoked.
@@ -238,7 +238,7 @@ async fn a_refused_second_install_never_revokes_the_owners_token() {
     let err = w.connect("globex", BeginOptions::default()).await.unwrap_err();
     assert_eq!(err.code(), ErrorCode::PortalAlreadyConnected, "{err}");
     assert_eq!(w.fake.requests(Endpoint::Revoke202603), 1);
-    w.manager.refresh(&owner.id, true).await.unwrap();
+    w.manager.force_refresh(&owner.id).await.unwrap();
 }
 
 #[tokio::test]

@@ -75,7 +75,21 @@ impl Connector for Scripted {
     }
 }
 
-type Manager = Connections<Scripted, Arc<dyn TokenStore>>;
+type Manager = Connections;
+
+/// A manager, and how many refreshes its scripted connector was asked for.
+#[derive(Clone)]
+struct Worker {
+    manager: Manager,
+    refreshes: Arc<AtomicUsize>,
+}
+
+impl std::ops::Deref for Worker {
+    type Target = Manager;
+    fn deref(&self) -> &Manager {
+        &self.manager
+    }
+}
 
 /// A fake on a manual clock, and managers over one store.
 struct World {
@@ -95,7 +109,7 @@ impl World {
         World { fake, clock, store, policy }
     }
 
-    fn manager(&self, owner: &str, steps: Vec<Step>) -> Manager {
+    fn manager(&self, owner: &str, steps: Vec<Step>) -> Worker {
         let connector = self
             .fake
             .connector_builder()
@@ -103,11 +117,14 @@ impl World {
             .retry(RetryPolicy::none())
             .build()
             .unwrap();
-        Connections::builder(Scripted::new(connector, steps), Arc::clone(&self.store))
+        let scripted = Scripted::new(connector, steps);
+        let refreshes = Arc::clone(&scripted.refreshes);
+        let manager = Connections::builder_shared(Arc::new(scripted), Arc::clone(&self.store))
             .clock(Arc::new(self.clock.clone()))
             .policy(self.policy.clone())
             .owner(owner)
-            .build()
+            .build();
+        Worker { manager, refreshes }
     }
 
     /// Stores a connection whose token expires in `expires_in` (tokens the fake really issued, for HubSpot's 30
@@ -163,7 +180,7 @@ async fn a_stale_transient_failure_does_not_mark_a_refreshed_connection_backoff(
         let (slow, id) = (slow.clone(), c.id.clone());
         async move { slow.access_token(&id).await }
     });
-    until("the slow worker is refreshing", || slow.connector().refreshes.load(Ordering::SeqCst) == 1).await;
+    until("the slow worker is refreshing", || slow.refreshes.load(Ordering::SeqCst) == 1).await;
     // Its lease runs out; the fast worker refreshes and stores new tokens.
     w.clock.advance(Duration::from_secs(61));
     let fresh = fast.access_token(&c.id).await.unwrap();
@@ -191,7 +208,7 @@ async fn a_stale_transient_failure_never_turns_needs_reauth_back_into_backoff() 
         let (slow, id) = (slow.clone(), c.id.clone());
         async move { slow.access_token(&id).await }
     });
-    until("the slow worker is refreshing", || slow.connector().refreshes.load(Ordering::SeqCst) == 1).await;
+    until("the slow worker is refreshing", || slow.refreshes.load(Ordering::SeqCst) == 1).await;
     w.clock.advance(Duration::from_secs(61));
     let dead = finder.access_token(&c.id).await.unwrap_err();
     assert_eq!(dead.code(), ErrorCode::ReconnectRequired);
@@ -207,7 +224,7 @@ async fn a_stale_transient_failure_never_turns_needs_reauth_back_into_backoff() 
     w.clock.advance(Duration::from_secs(3_600));
     let again = slow.access_token(&c.id).await.unwrap_err();
     assert_eq!(again.code(), ErrorCode::ReconnectRequired);
-    assert_eq!(slow.connector().refreshes.load(Ordering::SeqCst), 1, "a dead token is never sent again");
+    assert_eq!(slow.refreshes.load(Ordering::SeqCst), 1, "a dead token is never sent again");
     assert_eq!(w.fake.token_requests(), 0);
 }
 
@@ -215,8 +232,7 @@ async fn a_stale_transient_failure_never_turns_needs_reauth_back_into_backoff() 
 
 /// Two instances on the real clock: the first one's request is in flight (HubSpot takes 2 s, far longer than the
 /// second needs to read the store) when the second asks for a forced refresh of the same connection.
-async fn two_instances_one_slow_refresh()
--> (FakeHubSpot, [Connections<HubSpotConnector, Arc<MemoryStore>>; 2], Connection) {
+async fn two_instances_one_slow_refresh() -> (FakeHubSpot, [Connections; 2], Connection) {
     let fake = FakeHubSpot::start().await;
     fake.set_rotation(Rotation::Strict);
     let store = Arc::new(MemoryStore::new());
@@ -244,10 +260,10 @@ async fn a_forced_refresh_during_another_instances_refresh_does_not_refresh_agai
     let (fake, [a, b], c) = two_instances_one_slow_refresh().await;
     let first = tokio::spawn({
         let (a, id) = (a.clone(), c.id.clone());
-        async move { a.refresh(&id, true).await }
+        async move { a.force_refresh(&id).await }
     });
     until("the first refresh is on the wire", || fake.token_requests() == 1).await;
-    let second = b.refresh(&c.id, true).await.unwrap();
+    let second = b.force_refresh(&c.id).await.unwrap();
     let first = first.await.unwrap().unwrap();
     assert_eq!(fake.token_requests(), 1, "the second forced refresh saw the first one's tokens");
     assert_eq!(first.access_token, second.access_token);
@@ -409,7 +425,7 @@ async fn a_token_refreshed_by_another_instance_replaces_the_cached_one() {
     let (a, b) = (w.manager("a", vec![]), w.manager("b", vec![]));
     let c = w.seed(Duration::from_secs(1_800)).await;
     assert_eq!(b.access_token(&c.id).await.unwrap(), c.access_token);
-    let refreshed = a.refresh(&c.id, true).await.unwrap();
+    let refreshed = a.force_refresh(&c.id).await.unwrap();
     w.clock.advance(b.policy().cache_revalidate + Duration::from_millis(1));
     assert_eq!(b.access_token(&c.id).await.unwrap(), refreshed.access_token);
 }
@@ -498,7 +514,7 @@ async fn a_forced_refresh_that_fails_is_an_error_even_with_a_valid_token() {
     let m = w.manager("me", vec![]);
     let c = w.seed(Duration::from_secs(1_800)).await;
     w.fake.fail(Endpoint::Token202603, Failure::BadGatewayHtml, 3);
-    let err = m.refresh(&c.id, true).await.unwrap_err();
+    let err = m.force_refresh(&c.id).await.unwrap_err();
     assert_eq!(err.code(), ErrorCode::HubspotUnavailable, "{err}");
     // Ordinary callers keep getting the still-valid token.
     assert_eq!(m.access_token(&c.id).await.unwrap(), c.access_token);

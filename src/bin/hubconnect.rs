@@ -157,7 +157,7 @@ enum Command {
     Demo,
 }
 
-type Manager = Connections<HubSpotConnector, Arc<dyn TokenStore>>;
+type Manager = Connections;
 
 fn config_error(message: impl Into<String>) -> Error {
     Error::new(ErrorCode::InvalidConfig, message)
@@ -274,7 +274,7 @@ async fn manager(g: &Global, needs_hubspot: bool) -> Result<Manager> {
         .version(version)
         .build()?;
     let store = open_store(g).await?;
-    let mut builder = Connections::builder(connector, store)
+    let mut builder = Connections::builder_shared(Arc::new(connector), store)
         .refresh_margin(Duration::from_secs(g.refresh_margin), Duration::ZERO)
         .auth_ttl(Duration::from_secs(g.auth_ttl))
         .allow_shared_portals(g.allow_shared_portals);
@@ -389,7 +389,8 @@ async fn run(cli: Cli) -> Result<Output> {
             })
         }
         Command::Refresh { id, force } => {
-            let c = manager(g, true).await?.refresh(&ConnectionId::new(id.as_str()), *force).await?;
+            let (manager, id) = (manager(g, true).await?, ConnectionId::new(id.as_str()));
+            let c = if *force { manager.force_refresh(&id).await? } else { manager.refresh(&id).await? };
             Ok(Output {
                 json: json!({"id": c.id.as_str(), "expires_at": rfc3339(c.expires_at)}),
                 text: format!("{}  refreshed; expires_at={}", c.id, rfc3339(c.expires_at).as_str().unwrap_or("-")),
@@ -471,8 +472,7 @@ async fn serve_one_callback(addr: &str, timeout: Duration) -> Result<String> {
 async fn demo() -> Result<Output> {
     let fake = FakeHubSpot::start().await;
     let connector = fake.connector_builder().build()?;
-    let store: Arc<dyn TokenStore> = Arc::new(MemoryStore::new());
-    let m: Manager = Connections::builder(connector, store).build();
+    let m: Manager = Connections::builder(connector, MemoryStore::new()).build();
     let mut steps: Vec<Value> = Vec::new();
     let mut lines: Vec<String> = vec![format!("fake HubSpot on {}", fake.uri())];
     let scopes = Scopes::new().require("crm.objects.contacts.read");
@@ -491,7 +491,7 @@ async fn demo() -> Result<Output> {
     let token = m.access_token(&id).await?;
     lines.push(format!("3. token        {token:?} (the real value is printed by `hubconnect token`)"));
     steps.push(json!({"step": "token", "ok": true}));
-    let refreshed = m.refresh(&id, true).await?;
+    let refreshed = m.force_refresh(&id).await?;
     lines.push(format!("4. refresh      version {} → {}", done.connection.version, refreshed.version));
     steps.push(json!({"step": "refresh", "expires_at": rfc3339(refreshed.expires_at)}));
     let report = m.test(&id).await?;

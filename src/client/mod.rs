@@ -18,13 +18,11 @@ pub use self::budget::RateLimit;
 use self::budget::Budgets;
 use crate::clock::Clock;
 use crate::connection::ConnectionId;
-use crate::connector::Connector;
 use crate::error::{Error, ErrorCode, Result};
 use crate::hubspot::http::{Answer, Op, Reach, Transport, map_error, retry_after};
 use crate::hubspot::parse_endpoint;
 use crate::manager::Connections;
 use crate::secret::AccessToken;
-use crate::store::TokenStore;
 
 /// How [`HubSpotApi`] calls HubSpot. Every field has a default; see the setters on [`HubSpotApiBuilder`].
 #[derive(Debug, Clone)]
@@ -81,8 +79,8 @@ impl Default for ApiConfig {
 
 /// The process-wide handle for calling HubSpot's API: holds the manager, the HTTP client and the per-portal
 /// budgets. Make one per process and take a [`HubSpotClient`] per connection from it.
-pub struct HubSpotApi<C: Connector, S: TokenStore> {
-    connections: Connections<C, S>,
+pub struct HubSpotApi {
+    connections: Connections,
     shared: Arc<Shared>,
 }
 
@@ -92,13 +90,13 @@ struct Shared {
     budgets: Budgets,
 }
 
-impl<C: Connector, S: TokenStore> Clone for HubSpotApi<C, S> {
+impl Clone for HubSpotApi {
     fn clone(&self) -> Self {
         Self { connections: self.connections.clone(), shared: Arc::clone(&self.shared) }
     }
 }
 
-impl<C: Connector, S: TokenStore> fmt::Debug for HubSpotApi<C, S> {
+impl fmt::Debug for HubSpotApi {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("HubSpotApi").field("config", &self.shared.config).finish_non_exhaustive()
     }
@@ -106,13 +104,13 @@ impl<C: Connector, S: TokenStore> fmt::Debug for HubSpotApi<C, S> {
 
 /// Configures a [`HubSpotApi`].
 #[derive(Debug)]
-pub struct HubSpotApiBuilder<C: Connector, S: TokenStore> {
-    connections: Connections<C, S>,
+pub struct HubSpotApiBuilder {
+    connections: Connections,
     config: ApiConfig,
     api_base: Option<String>,
 }
 
-impl<C: Connector, S: TokenStore> HubSpotApiBuilder<C, S> {
+impl HubSpotApiBuilder {
     /// The API base URL (the fake HubSpot's address in tests). Its host receives the token.
     pub fn api_base(mut self, url: impl Into<String>) -> Self {
         self.api_base = Some(url.into());
@@ -150,7 +148,7 @@ impl<C: Connector, S: TokenStore> HubSpotApiBuilder<C, S> {
     }
 
     /// Builds the handle. Plain `http://` is refused except on loopback hosts.
-    pub fn build(mut self) -> Result<HubSpotApi<C, S>> {
+    pub fn build(mut self) -> Result<HubSpotApi> {
         if let Some(base) = self.api_base.take() {
             let mut url = parse_endpoint(&base, "API base URL")?;
             if !url.path().ends_with('/') {
@@ -174,20 +172,20 @@ impl<C: Connector, S: TokenStore> HubSpotApiBuilder<C, S> {
     }
 }
 
-impl<C: Connector, S: TokenStore> HubSpotApi<C, S> {
+impl HubSpotApi {
     /// Starts configuring the API handle over a connection manager.
-    pub fn builder(connections: Connections<C, S>) -> HubSpotApiBuilder<C, S> {
+    pub fn builder(connections: Connections) -> HubSpotApiBuilder {
         HubSpotApiBuilder { connections, config: ApiConfig::default(), api_base: None }
     }
 
     /// A client for one connection.
-    pub async fn client(&self, id: &ConnectionId) -> Result<HubSpotClient<C, S>> {
+    pub async fn client(&self, id: &ConnectionId) -> Result<HubSpotClient> {
         let c = self.connections.status(id).await?;
         Ok(HubSpotClient { api: self.clone(), id: c.id, portal_id: c.portal_id, read_only: false })
     }
 
     /// The connection manager.
-    pub fn connections(&self) -> &Connections<C, S> {
+    pub fn connections(&self) -> &Connections {
         &self.connections
     }
 }
@@ -287,20 +285,20 @@ impl ApiResponse {
 ///   [`ApiRequest::retry_safe`].
 /// - [`HubSpotClient::read_only`] refuses everything but GET and HEAD with [`ErrorCode::ReadOnly`].
 /// - Any other 4xx is [`ErrorCode::RequestRejected`], with HubSpot's body typed in [`Error::hubspot`].
-pub struct HubSpotClient<C: Connector, S: TokenStore> {
-    api: HubSpotApi<C, S>,
+pub struct HubSpotClient {
+    api: HubSpotApi,
     id: ConnectionId,
     portal_id: u64,
     read_only: bool,
 }
 
-impl<C: Connector, S: TokenStore> Clone for HubSpotClient<C, S> {
+impl Clone for HubSpotClient {
     fn clone(&self) -> Self {
         Self { api: self.api.clone(), id: self.id.clone(), portal_id: self.portal_id, read_only: self.read_only }
     }
 }
 
-impl<C: Connector, S: TokenStore> fmt::Debug for HubSpotClient<C, S> {
+impl fmt::Debug for HubSpotClient {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("HubSpotClient")
             .field("connection", &self.id)
@@ -310,7 +308,7 @@ impl<C: Connector, S: TokenStore> fmt::Debug for HubSpotClient<C, S> {
     }
 }
 
-impl<C: Connector, S: TokenStore> HubSpotClient<C, S> {
+impl HubSpotClient {
     /// The same client, refusing every method but GET and HEAD (for audit-style connections).
     pub fn read_only(mut self) -> Self {
         self.read_only = true;

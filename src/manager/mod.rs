@@ -208,17 +208,17 @@ pub struct SweepReport {
 /// coordinated through the store's leases and compare-and-swap writes.
 ///
 #[doc = include_str!("../../docs/lifecycle.md")]
-pub struct Connections<C: Connector, S: TokenStore> {
-    inner: Arc<Shared<C, S>>,
+pub struct Connections {
+    inner: Arc<Shared>,
 }
 
-impl<C: Connector, S: TokenStore> Clone for Connections<C, S> {
+impl Clone for Connections {
     fn clone(&self) -> Self {
         Self { inner: Arc::clone(&self.inner) }
     }
 }
 
-impl<C: Connector, S: TokenStore> fmt::Debug for Connections<C, S> {
+impl fmt::Debug for Connections {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Connections")
             .field("connector", &self.inner.connector)
@@ -229,9 +229,9 @@ impl<C: Connector, S: TokenStore> fmt::Debug for Connections<C, S> {
     }
 }
 
-pub(crate) struct Shared<C, S> {
-    pub(crate) connector: C,
-    pub(crate) store: S,
+pub(crate) struct Shared {
+    pub(crate) connector: Arc<dyn Connector>,
+    pub(crate) store: Arc<dyn TokenStore>,
     pub(crate) clock: Arc<dyn Clock>,
     pub(crate) policy: Policy,
     pub(crate) owner: String,
@@ -244,15 +244,15 @@ pub(crate) struct Shared<C, S> {
 
 /// Configures [`Connections`].
 #[derive(Debug)]
-pub struct ConnectionsBuilder<C: Connector, S: TokenStore> {
-    connector: C,
-    store: S,
+pub struct ConnectionsBuilder {
+    connector: Arc<dyn Connector>,
+    store: Arc<dyn TokenStore>,
     clock: Arc<dyn Clock>,
     policy: Policy,
     owner: Option<String>,
 }
 
-impl<C: Connector, S: TokenStore> ConnectionsBuilder<C, S> {
+impl ConnectionsBuilder {
     /// The clock (default [`SystemClock`]). Give the connector the same one.
     pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
         self.clock = clock;
@@ -309,7 +309,7 @@ impl<C: Connector, S: TokenStore> ConnectionsBuilder<C, S> {
     }
 
     /// Builds the manager.
-    pub fn build(self) -> Connections<C, S> {
+    pub fn build(self) -> Connections {
         let (events, _) = broadcast::channel(1024);
         Connections {
             inner: Arc::new(Shared {
@@ -336,19 +336,25 @@ fn not_found(id: &ConnectionId) -> Error {
     Error::new(ErrorCode::ConnectionNotFound, format!("no connection {id}"))
 }
 
-impl<C: Connector, S: TokenStore> Connections<C, S> {
+impl Connections {
     /// Starts configuring a manager.
-    pub fn builder(connector: C, store: S) -> ConnectionsBuilder<C, S> {
+    pub fn builder(connector: impl Connector, store: impl TokenStore) -> ConnectionsBuilder {
+        Self::builder_shared(Arc::new(connector), Arc::new(store))
+    }
+
+    /// Starts configuring a manager over a connector and a store already shared (`Arc`s), for instance a store
+    /// chosen at run time.
+    pub fn builder_shared(connector: Arc<dyn Connector>, store: Arc<dyn TokenStore>) -> ConnectionsBuilder {
         ConnectionsBuilder { connector, store, clock: Arc::new(SystemClock), policy: Policy::default(), owner: None }
     }
 
     /// The connector.
-    pub fn connector(&self) -> &C {
+    pub fn connector(&self) -> &Arc<dyn Connector> {
         &self.inner.connector
     }
 
     /// The store.
-    pub fn store(&self) -> &S {
+    pub fn store(&self) -> &Arc<dyn TokenStore> {
         &self.inner.store
     }
 
@@ -799,7 +805,7 @@ pub(crate) mod rfc3339 {
 }
 
 #[allow(dead_code)]
-fn _assert_send<C: Connector, S: TokenStore>(c: &Connections<C, S>) -> impl Send + '_ {
+fn _assert_send(c: &Connections) -> impl Send + '_ {
     let _ = Scope::OAUTH;
     async move {
         let _ = c.access_token(&ConnectionId::new("x")).await;

@@ -19,10 +19,8 @@ use sha2::{Digest as _, Sha256};
 use super::{Connections, EventKind, lock, not_found};
 use crate::clock::saturating_add;
 use crate::connection::{Connection, ConnectionId, ConnectionStatus, CredentialKind, LastError};
-use crate::connector::Connector;
 use crate::error::{Error, ErrorCode, Result};
 use crate::secret::AccessToken;
-use crate::store::TokenStore;
 
 /// A token this process may hand out without asking the store.
 #[derive(Debug, Clone)]
@@ -64,7 +62,7 @@ pub(crate) enum Force {
     /// `access_token`: when due. A still-valid token answers when the refresh fails for a passing reason, or while
     /// another worker refreshes.
     No,
-    /// `refresh(id, false)`: when due; a failure is the answer.
+    /// `refresh(id)`: when due; a failure is the answer.
     IfDue,
     /// Unless the stored token is no longer this one (someone refreshed since it was seen); a failure is the
     /// answer. A 401 on this token, a forced refresh, a sweep.
@@ -98,7 +96,7 @@ const MIN_REFRESH_INTERVAL: Duration = Duration::from_secs(1);
 /// A cache entry nobody asked for in this long is dropped when the cache is pruned.
 const CACHE_IDLE: Duration = Duration::from_secs(600);
 
-impl<C: Connector, S: TokenStore> Connections<C, S> {
+impl Connections {
     /// A valid access token for the connection: from this process's cache while fresh, otherwise refreshed —
     /// by exactly one caller per connection across every process sharing the store. The new tokens are stored
     /// before anyone gets them, and the refresh finishes even if the caller that started it is dropped.
@@ -128,14 +126,21 @@ impl<C: Connector, S: TokenStore> Connections<C, S> {
         self.single_flight(id, Force::Unless(rejected.clone())).await
     }
 
-    /// Refreshes if due, or with `force` now — unless another worker refreshed the token since this call read it
-    /// (that refresh is as good as this one). Returns the connection as stored afterwards.
+    /// Refreshes the connection's tokens if they are due. Returns the connection as stored afterwards.
     ///
     /// Unlike [`access_token`](Self::access_token), a refresh that fails is an error here even when the stored
     /// token is still valid: whoever asked for a refresh learns it did not happen.
-    pub async fn refresh(&self, id: &ConnectionId, force: bool) -> Result<Connection> {
-        let how = if force { Force::Unless(self.status(id).await?.access_token) } else { Force::IfDue };
-        self.single_flight(id, how).await?;
+    pub async fn refresh(&self, id: &ConnectionId) -> Result<Connection> {
+        self.single_flight(id, Force::IfDue).await?;
+        self.status(id).await
+    }
+
+    /// Refreshes the connection's tokens now, due or not — unless another worker refreshed them since this call
+    /// read them (that refresh is as good as this one, and HubSpot sees one request). Returns the connection as
+    /// stored afterwards; a refresh that fails is an error, as for [`refresh`](Self::refresh).
+    pub async fn force_refresh(&self, id: &ConnectionId) -> Result<Connection> {
+        let seen = self.status(id).await?.access_token;
+        self.single_flight(id, Force::Unless(seen)).await?;
         self.status(id).await
     }
 
@@ -614,14 +619,14 @@ mod tests {
     use crate::store::{ConnectionStore, InsertRules, MemoryStore};
     use crate::{ClientSecret, HubSpotConnector, RefreshToken};
 
-    async fn manager(clock: &ManualClock) -> Connections<HubSpotConnector, Arc<MemoryStore>> {
+    async fn manager(clock: &ManualClock) -> Connections {
         let connector = HubSpotConnector::builder("id", ClientSecret::new("secret"), "http://localhost/cb")
             .build()
             .unwrap_or_else(|e| panic!("{e}"));
         Connections::builder(connector, Arc::new(MemoryStore::new())).clock(Arc::new(clock.clone())).build()
     }
 
-    async fn seed(m: &Connections<HubSpotConnector, Arc<MemoryStore>>, n: u64) -> ConnectionId {
+    async fn seed(m: &Connections, n: u64) -> ConnectionId {
         let now = m.now();
         let c = Connection::new(
             format!("t{n}"),
