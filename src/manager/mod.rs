@@ -1,13 +1,13 @@
 //! [`Connections`]: the lifecycle of every tenant's HubSpot connections over a [`Connector`] and a [`TokenStore`].
 
+mod cache;
 mod callback;
 mod event;
 mod refresh;
 mod summary;
 
-use std::collections::HashMap;
 use std::fmt;
-use std::sync::{Arc, Mutex, PoisonError, RwLock};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, SystemTime};
 
 use tokio::sync::broadcast;
@@ -235,10 +235,7 @@ pub(crate) struct Shared {
     pub(crate) clock: Arc<dyn Clock>,
     pub(crate) policy: Policy,
     pub(crate) owner: String,
-    pub(crate) cache: RwLock<refresh::TokenCache>,
-    pub(crate) flights: Mutex<HashMap<ConnectionId, Arc<tokio::sync::Mutex<()>>>>,
-    pub(crate) unsaved: Mutex<HashMap<ConnectionId, Connection>>,
-    pub(crate) has_unsaved: std::sync::atomic::AtomicBool,
+    pub(crate) cache: cache::TokenCache,
     pub(crate) events: broadcast::Sender<Event>,
 }
 
@@ -316,12 +313,9 @@ impl ConnectionsBuilder {
                 connector: self.connector,
                 store: self.store,
                 clock: self.clock,
+                cache: cache::TokenCache::new(self.policy.cache_revalidate),
                 policy: self.policy,
                 owner: self.owner.unwrap_or_else(|| format!("owner-{}", ConnectionId::random().as_str())),
-                cache: RwLock::new(refresh::TokenCache::default()),
-                flights: Mutex::new(HashMap::new()),
-                unsaved: Mutex::new(HashMap::new()),
-                has_unsaved: std::sync::atomic::AtomicBool::new(false),
                 events,
             }),
         }

@@ -9,52 +9,16 @@
 //! - waiting for a lease is bounded by the clock, from the moment the call started, however many callers queue;
 //! - a failure is recorded only over the tokens it was about, and `needs_reauth` is never overwritten by `backoff`.
 
-use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::time::{Duration, SystemTime};
 
 use sha2::{Digest as _, Sha256};
 
-use super::{Connections, EventKind, lock, not_found};
+use super::{Connections, EventKind, not_found};
 use crate::clock::saturating_add;
 use crate::connection::{Connection, ConnectionId, ConnectionStatus, CredentialKind, LastError};
 use crate::error::{Error, ErrorCode, Result};
 use crate::secret::AccessToken;
-
-/// A token this process may hand out without asking the store.
-#[derive(Debug, Clone)]
-pub(crate) struct Cached {
-    token: AccessToken,
-    /// When to stop serving it without a look at the store; `None`: never refreshed (a private app's token).
-    refresh_at: Option<SystemTime>,
-    /// When HubSpot stops accepting it; `None`: never.
-    expires_at: Option<SystemTime>,
-    /// When (the clock's monotonic time) the store was last seen holding it.
-    checked_at: Duration,
-}
-
-impl Cached {
-    fn valid_at(&self, now: SystemTime) -> bool {
-        self.expires_at.is_none_or(|e| now < e)
-    }
-}
-
-/// The per-process token cache. Entries nobody asked for in a while are dropped as it grows.
-#[derive(Debug)]
-pub(crate) struct TokenCache {
-    entries: HashMap<ConnectionId, Cached>,
-    prune_above: usize,
-}
-
-/// The cache looks for idle entries whenever it grows past this size (or twice what the last look kept).
-const PRUNE_ABOVE: usize = 1_024;
-
-impl Default for TokenCache {
-    fn default() -> Self {
-        Self { entries: HashMap::new(), prune_above: PRUNE_ABOVE }
-    }
-}
 
 /// When to refresh.
 #[derive(Debug, Clone)]
@@ -93,8 +57,6 @@ const MIN_LEASE_POLL: Duration = Duration::from_millis(10);
 /// A token is not refreshed sooner than this after it was issued (unless HubSpot refuses it), however short the
 /// lifetime HubSpot gave it: a lifetime of zero must not turn every call into a refresh.
 const MIN_REFRESH_INTERVAL: Duration = Duration::from_secs(1);
-/// A cache entry nobody asked for in this long is dropped when the cache is pruned.
-const CACHE_IDLE: Duration = Duration::from_secs(600);
 
 impl Connections {
     /// A valid access token for the connection: from this process's cache while fresh, otherwise refreshed —
@@ -111,10 +73,10 @@ impl Connections {
     /// [`ErrorCode::StoreUnavailable`] when the token is due, the store fails, and no valid token is at hand, or
     /// when another worker kept the refresh lease for three lease lifetimes.
     pub async fn access_token(&self, id: &ConnectionId) -> Result<AccessToken> {
-        if self.inner.has_unsaved.load(Ordering::Acquire) {
+        if self.inner.cache.has_unsaved() {
             self.flush_unsaved().await;
         }
-        if let Some(token) = self.cached(id) {
+        if let Some(token) = self.inner.cache.fresh(id, self.inner.clock.monotonic()) {
             return Ok(token);
         }
         self.single_flight(id, Force::No).await
@@ -148,23 +110,7 @@ impl Connections {
     /// process tells you a connection changed (the cache also re-checks the store on its own, see
     /// [`Policy::cache_revalidate`](super::Policy)).
     pub fn forget(&self, id: &ConnectionId) {
-        self.inner.cache.write().unwrap_or_else(std::sync::PoisonError::into_inner).entries.remove(id);
-    }
-
-    /// The cached token, while it is neither due nor unchecked for too long.
-    fn cached(&self, id: &ConnectionId) -> Option<AccessToken> {
-        let cache = self.inner.cache.read().unwrap_or_else(std::sync::PoisonError::into_inner);
-        let entry = cache.entries.get(id)?;
-        let checked =
-            self.inner.clock.monotonic().saturating_sub(entry.checked_at) < self.inner.policy.cache_revalidate;
-        let fresh = checked && entry.refresh_at.is_none_or(|at| self.now() < at);
-        fresh.then(|| entry.token.clone())
-    }
-
-    /// The cached token while HubSpot still accepts it, due or not, checked or not.
-    fn valid_cached(&self, id: &ConnectionId) -> Option<AccessToken> {
-        let cache = self.inner.cache.read().unwrap_or_else(std::sync::PoisonError::into_inner);
-        cache.entries.get(id).filter(|e| e.valid_at(self.now())).map(|e| e.token.clone())
+        self.inner.cache.forget(id);
     }
 
     /// Caches a connection's token until its refresh point.
@@ -181,24 +127,7 @@ impl Connections {
             self.forget(&c.id);
             return;
         }
-        let checked_at = self.inner.clock.monotonic();
-        let entry = Cached { token: c.access_token.clone(), refresh_at, expires_at: c.expires_at, checked_at };
-        let mut cache = self.inner.cache.write().unwrap_or_else(std::sync::PoisonError::into_inner);
-        if cache.entries.len() >= cache.prune_above && !cache.entries.contains_key(&c.id) {
-            let idle = CACHE_IDLE.max(self.inner.policy.cache_revalidate.saturating_mul(2));
-            cache.entries.retain(|_, e| checked_at.saturating_sub(e.checked_at) < idle);
-            cache.prune_above = PRUNE_ABOVE.max(cache.entries.len().saturating_mul(2));
-        }
-        cache.entries.insert(c.id.clone(), entry);
-    }
-
-    /// After a store failure: the cached token is trusted for another revalidation period.
-    fn recheck_later(&self, id: &ConnectionId) {
-        let now = self.inner.clock.monotonic();
-        let mut cache = self.inner.cache.write().unwrap_or_else(std::sync::PoisonError::into_inner);
-        if let Some(entry) = cache.entries.get_mut(id) {
-            entry.checked_at = now;
-        }
+        self.inner.cache.put(c, refresh_at, self.now(), self.inner.clock.monotonic());
     }
 
     /// When a token is refreshed: `expires_at − margin − jitter`, with one jitter per token (so every check of the
@@ -228,16 +157,13 @@ impl Connections {
     pub(crate) async fn single_flight(&self, id: &ConnectionId, force: Force) -> Result<AccessToken> {
         // Every wait of this call, for this process's other callers and for another worker's lease, ends here.
         let deadline = self.inner.clock.monotonic().saturating_add(self.inner.policy.lease_ttl.saturating_mul(3));
-        let flight = {
-            let mut flights = lock(&self.inner.flights);
-            Arc::clone(flights.entry(id.clone()).or_default())
-        };
+        let flight = self.inner.cache.flight(id);
         let guard = match Arc::clone(&flight).try_lock_owned() {
             Ok(guard) => guard,
             Err(_) => {
                 // Another caller of this process is at work on this connection: a still-valid token need not wait.
                 if force.serves_valid_token() {
-                    if let Some(token) = self.valid_cached(id) {
+                    if let Some(token) = self.inner.cache.valid(id, self.now()) {
                         return Ok(token);
                     }
                 }
@@ -251,10 +177,10 @@ impl Connections {
         let task = tokio::spawn(async move {
             let result = match this.load_or_refresh(&id, &force, deadline).await {
                 Err(e) if e.code() == ErrorCode::StoreUnavailable && force.serves_valid_token() => {
-                    match this.valid_cached(&id) {
+                    match this.inner.cache.valid(&id, this.now()) {
                         Some(token) => {
                             tracing::warn!(connection = %id, "the token store failed; serving the cached, still valid token");
-                            this.recheck_later(&id);
+                            this.inner.cache.recheck_later(&id, this.inner.clock.monotonic());
                             Ok(token)
                         }
                         None => Err(e),
@@ -263,7 +189,7 @@ impl Connections {
                 other => other,
             };
             drop(guard);
-            this.prune_flight(&id);
+            this.inner.cache.end_flight(&id);
             result
         });
         match task.await {
@@ -272,17 +198,9 @@ impl Connections {
         }
     }
 
-    /// Forgets a connection's flight lock once nobody holds or waits for it.
-    fn prune_flight(&self, id: &ConnectionId) {
-        let mut flights = lock(&self.inner.flights);
-        if flights.get(id).is_some_and(|f| Arc::strong_count(f) == 1) {
-            flights.remove(id);
-        }
-    }
-
     async fn load_or_refresh(&self, id: &ConnectionId, force: &Force, deadline: Duration) -> Result<AccessToken> {
         // A caller ahead of this one in this process may have refreshed just now.
-        if let Some(token) = self.cached(id) {
+        if let Some(token) = self.inner.cache.fresh(id, self.inner.clock.monotonic()) {
             let answers = match force {
                 Force::No | Force::IfDue => true,
                 Force::Unless(seen) => token != *seen,
@@ -483,8 +401,7 @@ impl Connections {
                     );
                     self.remember(&next);
                     let token = next.access_token.clone();
-                    lock(&self.inner.unsaved).insert(next.id.clone(), next);
-                    self.inner.has_unsaved.store(true, Ordering::Release);
+                    self.inner.cache.hold_unsaved(next);
                     return Ok(token);
                 }
             }
@@ -493,21 +410,13 @@ impl Connections {
 
     /// Writes tokens that an earlier store failure left in memory only.
     pub(crate) async fn flush_unsaved(&self) {
-        let held: Vec<Connection> = {
-            let mut unsaved = lock(&self.inner.unsaved);
-            self.inner.has_unsaved.store(false, Ordering::Release);
-            unsaved.drain().map(|(_, c)| c).collect()
-        };
-        for next in held {
+        for next in self.inner.cache.take_unsaved() {
             match self.inner.store.compare_and_swap(&next).await {
                 Ok(true) => tracing::info!(connection = %next.id, "stored tokens an earlier store failure held back"),
                 Ok(false) => {
                     tracing::warn!(connection = %next.id, "tokens held back by a store failure were superseded")
                 }
-                Err(_) => {
-                    lock(&self.inner.unsaved).insert(next.id.clone(), next);
-                    self.inner.has_unsaved.store(true, Ordering::Release);
-                }
+                Err(_) => self.inner.cache.hold_unsaved(next),
             }
         }
     }
@@ -651,14 +560,14 @@ mod tests {
             assert!(m.access_token(&id).await.is_ok());
             first.push(id);
         }
-        assert_eq!(lock(&m.inner.flights).len(), 0, "no flight outlives its call");
+        assert_eq!(m.inner.cache.sizes().1, 0, "no flight outlives its call");
         // Ten idle minutes later, new connections are used: the idle entries make room.
         clock.advance(Duration::from_secs(601));
         for n in 2_000..2_100 {
             let id = seed(&m, n).await;
             assert!(m.access_token(&id).await.is_ok());
         }
-        let cached = m.inner.cache.read().map(|c| c.entries.len()).unwrap_or_default();
+        let cached = m.inner.cache.sizes().0;
         assert!(cached < 2_000, "{cached} cache entries kept");
         // An evicted connection is simply read again.
         assert!(m.access_token(&first[0]).await.is_ok());
