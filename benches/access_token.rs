@@ -1,6 +1,11 @@
-//! `access_token` costs: a cached token against reading a token from an `Arc` (the floor), and a herd of 1,000
-//! callers on an expiring token against one lone caller doing the same refresh (both against the fake HubSpot on
-//! loopback, in the same run).
+//! `access_token` costs, each against its floor in the same run:
+//! - a cached token against reading a token from an `Arc` (`cached_token/access_token_cached` vs
+//!   `cached_token/arc_read_baseline`);
+//! - with 100,000 connections cached, against a plain `RwLock<HashMap<ConnectionId, AccessToken>>` lookup and clone
+//!   (`cached_token/access_token_100k` vs `cached_token/hashmap_100k_baseline`);
+//! - a herd of 1,000 callers on an expiring token against the ideal single flight, the same 1,000 spawned tasks
+//!   awaiting one shared future that does the same refresh (`refresh/herd_of_1000` vs `refresh/ideal_single_flight`),
+//!   and against one lone caller (`refresh/lone_caller`), against the fake HubSpot on loopback.
 //!
 //! ```sh
 //! cargo bench --bench access_token
@@ -13,9 +18,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use hubspot_connect::store::MemoryStore;
+use hubspot_connect::store::{ConnectionStore, InsertRules, MemoryStore};
 use hubspot_connect::testing::FakeHubSpot;
-use hubspot_connect::{AccessToken, BeginOptions, Callback, ConnectionId, Connections, ManualClock, Scopes};
+use hubspot_connect::{
+    AccessToken, BeginOptions, Callback, Clock, Connection, ConnectionId, Connections, ManualClock, RefreshToken,
+    Scopes,
+};
 
 struct Bench {
     manager: Connections,
@@ -69,6 +77,42 @@ fn cached(c: &mut Criterion) {
     group.bench_function("block_on_baseline", |bench| {
         bench.iter(|| black_box(rt.block_on(async { AccessToken::clone(&arc) })))
     });
+
+    // 100,000 connections cached; the same ids looked up round-robin in both.
+    const MANY: usize = 100_000;
+    let now = b.clock.now();
+    let mut ids = Vec::with_capacity(MANY);
+    let mut plain = std::collections::HashMap::with_capacity(MANY);
+    rt.block_on(async {
+        for n in 0..MANY {
+            let c = Connection::new(
+                format!("tenant-{n}"),
+                10_000_000 + n as u64,
+                AccessToken::new(format!("CN2zlYnm-token-{n:08}-a-typical-access-token-of-about-this-length")),
+                Some(RefreshToken::new("r")),
+                Some(now + Duration::from_secs(1_800)),
+                now,
+            );
+            b.manager.store().insert(&c, InsertRules::default()).await.unwrap();
+            b.manager.access_token(&c.id).await.unwrap();
+            plain.insert(c.id.clone(), c.access_token.clone());
+            ids.push(c.id);
+        }
+    });
+    let plain = std::sync::RwLock::new(plain);
+    let mut next = 0usize;
+    group.bench_function("hashmap_100k_baseline", |bench| {
+        bench.iter(|| {
+            next = (next + 7_919) % MANY;
+            black_box(plain.read().unwrap().get(black_box(&ids[next])).cloned().unwrap())
+        })
+    });
+    group.bench_function("access_token_100k", |bench| {
+        bench.iter(|| {
+            next = (next + 7_919) % MANY;
+            black_box(futures_lite_block_on(b.manager.access_token(black_box(&ids[next]))).unwrap())
+        })
+    });
     group.finish();
 }
 
@@ -96,6 +140,32 @@ fn herd(c: &mut Criterion) {
                 b.clock.advance(Duration::from_secs(1700));
                 let start = Instant::now();
                 rt.block_on(b.manager.access_token(&b.id)).unwrap();
+                total += start.elapsed();
+            }
+            total
+        })
+    });
+    group.bench_function("ideal_single_flight", |bench| {
+        bench.iter_custom(|iters| {
+            let mut total = Duration::ZERO;
+            for _ in 0..iters {
+                b.clock.advance(Duration::from_secs(1700));
+                let start = Instant::now();
+                rt.block_on(async {
+                    let once = Arc::new(tokio::sync::OnceCell::new());
+                    let mut tasks = Vec::with_capacity(1000);
+                    for _ in 0..1000 {
+                        let (m, id, once) = (b.manager.clone(), b.id.clone(), Arc::clone(&once));
+                        tasks.push(tokio::spawn(async move {
+                            once.get_or_init(|| async { m.force_refresh(&id).await.unwrap().access_token })
+                                .await
+                                .clone()
+                        }));
+                    }
+                    for t in tasks {
+                        t.await.unwrap();
+                    }
+                });
                 total += start.elapsed();
             }
             total

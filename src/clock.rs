@@ -4,6 +4,7 @@
 //! Sleeping (for retry back-off) goes through the same trait, so a test with a [`ManualClock`] never waits.
 
 use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -92,7 +93,29 @@ impl Clock for SystemClock {
 /// ```
 #[derive(Clone, Default)]
 pub struct ManualClock {
-    inner: Arc<Mutex<ManualState>>,
+    inner: Arc<ManualInner>,
+}
+
+/// Writers take the lock; readers only load the two atomics (nanoseconds), so reading a manual clock costs what
+/// reading a real one does.
+#[derive(Default)]
+struct ManualInner {
+    state: Mutex<ManualState>,
+    now_nanos: AtomicU64,
+    monotonic_nanos: AtomicU64,
+}
+
+impl ManualInner {
+    fn write(&self, f: impl FnOnce(&mut ManualState)) {
+        let mut state = lock(&self.state);
+        f(&mut state);
+        self.now_nanos.store(nanos(state.now), Ordering::Release);
+        self.monotonic_nanos.store(nanos(state.monotonic), Ordering::Release);
+    }
+}
+
+fn nanos(d: Duration) -> u64 {
+    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
 }
 
 #[derive(Default)]
@@ -117,46 +140,48 @@ impl ManualClock {
 
     /// A manual clock set to `time`.
     pub fn at(time: SystemTime) -> Self {
-        let now = time.duration_since(UNIX_EPOCH).unwrap_or_default();
-        Self { inner: Arc::new(Mutex::new(ManualState { now, monotonic: Duration::ZERO, sleeps: Vec::new() })) }
+        let clock = Self::default();
+        clock.set(time);
+        clock.inner.write(|state| state.monotonic = Duration::ZERO);
+        clock
     }
 
     /// Moves the clock forward by `by`.
     pub fn advance(&self, by: Duration) {
-        lock(&self.inner).advance(by);
+        self.inner.write(|state| state.advance(by));
     }
 
     /// Sets the clock to `time`. Setting it back is a wall-clock step: [`Clock::monotonic`] does not go back.
     pub fn set(&self, time: SystemTime) {
-        let mut state = lock(&self.inner);
         let to = time.duration_since(UNIX_EPOCH).unwrap_or_default();
-        state.monotonic = state.monotonic.saturating_add(to.saturating_sub(state.now));
-        state.now = to;
+        self.inner.write(|state| {
+            state.monotonic = state.monotonic.saturating_add(to.saturating_sub(state.now));
+            state.now = to;
+        });
     }
 
     /// Every sleep requested so far, in order.
     pub fn sleeps(&self) -> Vec<Duration> {
-        lock(&self.inner).sleeps.clone()
+        lock(&self.inner.state).sleeps.clone()
     }
 }
 
 #[async_trait]
 impl Clock for ManualClock {
     fn now(&self) -> SystemTime {
-        UNIX_EPOCH + lock(&self.inner).now
+        UNIX_EPOCH + Duration::from_nanos(self.inner.now_nanos.load(Ordering::Acquire))
     }
 
     async fn sleep(&self, duration: Duration) {
-        {
-            let mut state = lock(&self.inner);
+        self.inner.write(|state| {
             state.sleeps.push(duration);
             state.advance(duration);
-        }
+        });
         tokio::task::yield_now().await;
     }
 
     fn monotonic(&self) -> Duration {
-        lock(&self.inner).monotonic
+        Duration::from_nanos(self.inner.monotonic_nanos.load(Ordering::Acquire))
     }
 }
 

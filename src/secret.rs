@@ -5,19 +5,32 @@
 
 use secrecy::{ExposeSecret, SecretString};
 use std::fmt;
+use std::sync::Arc;
 
 macro_rules! secret_type {
     ($(#[$meta:meta])* $name:ident $(, $clone:ident)?) => {
+        secret_type!(@with SecretString, |value: String| SecretString::from(value); $(#[$meta])* $name $(, $clone)?);
+    };
+    (@shared $(#[$meta:meta])* $name:ident) => {
+        secret_type!(
+            @with Arc<SecretString>, |value: String| Arc::new(SecretString::from(value));
+            $(#[$meta])*
+            ///
+            /// Cloning shares the value (a reference count), and the last clone dropped zeroizes it.
+            $name, Clone
+        );
+    };
+    (@with $inner:ty, $wrap:expr; $(#[$meta:meta])* $name:ident $(, $clone:ident)?) => {
         $(#[$meta])*
         ///
         /// `Debug` prints the type name and `[redacted]`; there is no `Display`. The value is zeroized on drop.
         $(#[derive($clone)])?
-        pub struct $name(SecretString);
+        pub struct $name($inner);
 
         impl $name {
             /// Wraps a secret value.
             pub fn new(value: impl Into<String>) -> Self {
-                Self(SecretString::from(value.into()))
+                Self(($wrap)(value.into()))
             }
 
             /// The secret value.
@@ -45,9 +58,9 @@ macro_rules! secret_type {
 }
 
 secret_type!(
+    @shared
     /// An OAuth access token, sent to HubSpot as `Authorization: Bearer …`. HubSpot's live for 30 minutes.
-    AccessToken,
-    Clone
+    AccessToken
 );
 secret_type!(
     /// An OAuth refresh token: long-lived, exchanged for new access tokens.

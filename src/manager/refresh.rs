@@ -72,7 +72,26 @@ impl Connections {
     /// token (never retried on its own); while in `backoff` with an expired token, the error that put it there;
     /// [`ErrorCode::StoreUnavailable`] when the token is due, the store fails, and no valid token is at hand, or
     /// when another worker kept the refresh lease for three lease lifetimes.
-    pub async fn access_token(&self, id: &ConnectionId) -> Result<AccessToken> {
+    pub fn access_token<'a>(
+        &'a self,
+        id: &'a ConnectionId,
+    ) -> impl std::future::Future<Output = Result<AccessToken>> + Send + 'a {
+        // The hot path, before any future exists: one atomic load, one clock read, one map lookup. The rest is boxed
+        // so the future a cached call returns stays a few words long.
+        let cached = if self.inner.cache.has_unsaved() {
+            None
+        } else {
+            self.inner.cache.fresh(id, self.inner.clock.monotonic())
+        };
+        async move {
+            match cached {
+                Some(token) => Ok(token),
+                None => Box::pin(self.access_token_slow(id)).await,
+            }
+        }
+    }
+
+    async fn access_token_slow(&self, id: &ConnectionId) -> Result<AccessToken> {
         if self.inner.cache.has_unsaved() {
             self.flush_unsaved().await;
         }
