@@ -122,7 +122,7 @@ impl Crm {
         self.seed(portal_id);
         let id = self.next_id;
         self.next_id += 1;
-        let stamp = iso8601(now);
+        let stamp = rfc3339_millis(now);
         properties.insert("hs_object_id".to_owned(), id.to_string());
         properties.insert("createdate".to_owned(), stamp.clone());
         properties.insert(last_modified_property(object_type).to_owned(), stamp);
@@ -252,29 +252,12 @@ fn required_scope(object_type: &str, write: bool) -> String {
     format!("crm.objects.{object_type}.{}", if write { "write" } else { "read" })
 }
 
-/// `2024-01-15T10:00:00.000Z`.
-pub(crate) fn iso8601(time: SystemTime) -> String {
-    let since = time.duration_since(UNIX_EPOCH).unwrap_or_default();
-    let secs = since.as_secs();
-    let days = i64::try_from(secs / 86_400).unwrap_or(0);
-    let rem = secs % 86_400;
-    // Howard Hinnant's civil_from_days.
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60,
-        since.subsec_millis()
-    )
+/// HubSpot's timestamps, RFC 3339 in UTC with milliseconds: `2024-01-15T10:00:00.123Z`. A time outside the years
+/// 1970 to 9999 is written as the nearest of them.
+pub(crate) fn rfc3339_millis(time: SystemTime) -> String {
+    /// The last millisecond of the year 9999, the last time RFC 3339 can write.
+    const LAST: Duration = Duration::from_millis(253_402_300_799_999);
+    humantime::format_rfc3339_millis(time.clamp(UNIX_EPOCH, UNIX_EPOCH + LAST)).to_string()
 }
 
 fn object_json(id: u64, object: &FakeObject, object_type: &str, wanted: Option<&[String]>) -> Value {
@@ -298,8 +281,8 @@ fn object_json(id: u64, object: &FakeObject, object_type: &str, wanted: Option<&
     json!({
         "id": id.to_string(),
         "properties": properties,
-        "createdAt": iso8601(object.created_at),
-        "updatedAt": iso8601(object.updated_at),
+        "createdAt": rfc3339_millis(object.created_at),
+        "updatedAt": rfc3339_millis(object.updated_at),
         "archived": false,
     })
 }
@@ -645,10 +628,11 @@ mod tests {
     use super::*;
 
     #[test]
-    fn iso_dates() {
-        assert_eq!(iso8601(UNIX_EPOCH), "1970-01-01T00:00:00.000Z");
-        assert_eq!(iso8601(UNIX_EPOCH + Duration::from_millis(1_705_312_800_123)), "2024-01-15T10:00:00.123Z");
-        assert_eq!(iso8601(UNIX_EPOCH + Duration::from_secs(951_782_400)), "2000-02-29T00:00:00.000Z");
+    fn rfc3339_dates() {
+        assert_eq!(rfc3339_millis(UNIX_EPOCH), "1970-01-01T00:00:00.000Z");
+        assert_eq!(rfc3339_millis(UNIX_EPOCH - Duration::from_secs(1)), "1970-01-01T00:00:00.000Z", "clamped");
+        assert_eq!(rfc3339_millis(UNIX_EPOCH + Duration::from_millis(1_705_312_800_123)), "2024-01-15T10:00:00.123Z");
+        assert_eq!(rfc3339_millis(UNIX_EPOCH + Duration::from_secs(951_782_400)), "2000-02-29T00:00:00.000Z");
     }
 
     #[test]
