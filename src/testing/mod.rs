@@ -465,7 +465,7 @@ impl FakeHubSpot {
     /// type the fake does not know.
     pub fn add_object(&self, portal_id: u64, object_type: &str, properties: &[(&str, &str)]) -> Option<String> {
         let now = self.inner.shared.clock.now();
-        let object_type = crm::canonical_type(object_type)?;
+        let object_type = state::crm::canonical_type(object_type)?;
         let properties = properties.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
         Some(self.state().crm.insert(portal_id, object_type, properties, now).to_string())
     }

@@ -353,31 +353,12 @@ pub(crate) fn bearer(request: &Request) -> Option<&str> {
 
 fn account_info(request: &Request, state: &State, now: SystemTime) -> Answer {
     let Some(token) = bearer(request) else {
-        return Answer::json(
-            401,
-            &wire::generic_error(
-                "Authentication credentials not found. This API supports OAuth 2.0 authentication and you can find \
-                 more details at https://developers.hubspot.com/docs/methods/auth/oauth-overview",
-                "INVALID_AUTHENTICATION",
-            ),
-        );
+        return wire::credentials_not_found();
     };
     match state.access_lookup(token, now) {
         AccessLookup::Live(record) => Answer::json(200, &wire::account_info(&state.portal(record.grant.portal_id))),
-        AccessLookup::Expired(ago) => Answer::json(
-            401,
-            &wire::generic_error(
-                &format!("The OAuth token used to make this call expired {} second(s) ago.", ago.as_secs()),
-                "EXPIRED_AUTHENTICATION",
-            ),
-        ),
-        AccessLookup::Invalid => Answer::json(
-            401,
-            &wire::generic_error(
-                "The OAuth token used to make this call is not valid: it is unknown or was revoked.",
-                "INVALID_AUTHENTICATION",
-            ),
-        ),
+        AccessLookup::Expired(ago) => wire::token_expired(ago),
+        AccessLookup::Invalid => wire::token_invalid(),
     }
 }
 
