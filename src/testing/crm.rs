@@ -8,7 +8,7 @@ use serde_json::{Value, json};
 use url::Url;
 use wiremock::Request;
 
-use super::responder::{bearer, percent_decode};
+use super::request::{bearer, percent_decode};
 use super::state::crm::{FakeObject, canonical_type, default_properties, last_modified_property};
 use super::state::{AccessLookup, State};
 use super::types::Endpoint;

@@ -287,6 +287,13 @@ pub(crate) fn introspect_refresh(
     })
 }
 
+/// `POST /oauth/2026-03/token/introspect` for a dead token, in [`DeadIntrospection::Inactive`] mode.
+///
+/// [`DeadIntrospection::Inactive`]: super::DeadIntrospection::Inactive
+pub(crate) fn introspect_inactive() -> Value {
+    json!({ "active": false })
+}
+
 /// `GET /account-info/.../details`: the spec's `PortalInformationResponse`.
 pub(crate) fn account_info(portal: &FakePortal) -> Value {
     json!({
@@ -304,7 +311,12 @@ pub(crate) fn account_info(portal: &FakePortal) -> Value {
     })
 }
 
-// ---- authentication errors ----
+// ---- not found, authentication errors ----
+
+/// `404 OBJECT_NOT_FOUND` for a token of the v1 metadata and revocation endpoints.
+pub(crate) fn token_not_found() -> Answer {
+    Answer::json(404, &generic_error("The token was not found, has expired or was revoked.", "OBJECT_NOT_FOUND"))
+}
 
 /// A `401` with HubSpot's generic error body.
 fn unauthorized(message: &str, category: &str) -> Answer {
