@@ -434,7 +434,7 @@ pub(crate) fn rate_limited(limited: &Limited) -> Answer {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
-    use crate::testing::FakeUser;
+    use crate::testing::types::FakeUser;
 
     fn minted(refresh: Option<&str>) -> Minted {
         Minted {
