@@ -1,248 +1,22 @@
-//! The CRM objects API (`/crm/v3/objects/...`): objects per portal and type, the bearer and scope checks, HubSpot's
-//! rolling rate limits per portal, and the log of API requests for inspection.
+//! The CRM objects API responder (`/crm/v3/objects/...`): the bearer and scope checks, HubSpot's rolling rate
+//! limits per portal, then list, get, search and create on the portal's objects.
 
-use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::collections::BTreeMap;
+use std::time::SystemTime;
 
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 use url::Url;
 use wiremock::Request;
 
-use super::responder::bearer;
+use super::request::{bearer, percent_decode};
+use super::state::crm::{FakeObject, canonical_type, default_properties, last_modified_property};
 use super::state::{AccessLookup, State};
 use super::types::Endpoint;
-use super::wire::{self, Answer};
+use super::wire::{self, Answer, object_json, validation_error};
 
-/// HubSpot's limit for OAuth apps: 110 requests per rolling 10 seconds, per portal.
-pub(crate) const DEFAULT_RATE_LIMIT: (u32, Duration) = (110, Duration::from_secs(10));
-/// HubSpot's CRM search limit: 5 requests per second, per portal.
-pub(crate) const DEFAULT_SEARCH_RATE_LIMIT: u32 = 5;
-
-const SEARCH_WINDOW: Duration = Duration::from_secs(1);
 const LIST_LIMIT_DEFAULT: usize = 10;
 const LIST_LIMIT_MAX: usize = 100;
 const SEARCH_LIMIT_MAX: usize = 200;
-
-/// One CRM object.
-#[derive(Debug, Clone)]
-struct FakeObject {
-    properties: BTreeMap<String, String>,
-    created_at: SystemTime,
-    updated_at: SystemTime,
-}
-
-/// The requests of one portal inside the current window of one limit.
-#[derive(Debug, Default)]
-struct Rolling {
-    general: VecDeque<SystemTime>,
-    search: VecDeque<SystemTime>,
-}
-
-fn prune(log: &mut VecDeque<SystemTime>, window: Duration, now: SystemTime) {
-    while log.front().is_some_and(|t| now.duration_since(*t).is_ok_and(|age| age >= window)) {
-        log.pop_front();
-    }
-}
-
-/// The CRM side of the fake's world.
-#[derive(Debug)]
-pub(crate) struct Crm {
-    objects: HashMap<(u64, &'static str), BTreeMap<u64, FakeObject>>,
-    seeded: HashSet<u64>,
-    next_id: u64,
-    /// At most this many requests per window and portal; `None`: no limit.
-    pub(crate) rate_limit: Option<(u32, Duration)>,
-    /// At most this many searches per second and portal; `None`: no limit.
-    pub(crate) search_rate_limit: Option<u32>,
-    rolling: HashMap<u64, Rolling>,
-    /// Every CRM request with a live token, per portal, at its arrival (cleared by `reset_counts`).
-    history: HashMap<u64, Vec<SystemTime>>,
-    rate_limited: usize,
-}
-
-impl Crm {
-    pub(crate) fn new() -> Self {
-        Self {
-            objects: HashMap::new(),
-            seeded: HashSet::new(),
-            next_id: 101,
-            rate_limit: Some(DEFAULT_RATE_LIMIT),
-            search_rate_limit: Some(DEFAULT_SEARCH_RATE_LIMIT),
-            rolling: HashMap::new(),
-            history: HashMap::new(),
-            rate_limited: 0,
-        }
-    }
-
-    // ---- objects ----
-
-    fn seed(&mut self, portal_id: u64) {
-        if !self.seeded.insert(portal_id) {
-            return;
-        }
-        // 2024-01-15T10:00:00Z, a minute apart.
-        let base = UNIX_EPOCH + Duration::from_secs(1_705_312_800);
-        let contacts: [&[(&str, &str)]; 3] = [
-            &[("email", "emailmaria@hubspot.com"), ("firstname", "Maria"), ("lastname", "Johnson (Sample Contact)")],
-            &[("email", "bh@hubspot.com"), ("firstname", "Brian"), ("lastname", "Halligan (Sample Contact)")],
-            &[("email", "jane.doe@example.com"), ("firstname", "Jane"), ("lastname", "Doe")],
-        ];
-        let companies: [&[(&str, &str)]; 1] = [&[("name", "HubSpot"), ("domain", "hubspot.com")]];
-        let deals: [&[(&str, &str)]; 1] = [&[
-            ("dealname", "Sample deal"),
-            ("amount", "1500"),
-            ("dealstage", "appointmentscheduled"),
-            ("pipeline", "default"),
-        ]];
-        let mut minute = 0;
-        for (object_type, seeds) in [("contacts", &contacts[..]), ("companies", &companies[..]), ("deals", &deals[..])]
-        {
-            for seed in seeds {
-                let at = base + Duration::from_secs(60 * minute);
-                minute += 1;
-                let properties = seed.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
-                self.insert(portal_id, object_type, properties, at);
-            }
-        }
-    }
-
-    fn store(&mut self, portal_id: u64, object_type: &'static str) -> &mut BTreeMap<u64, FakeObject> {
-        self.seed(portal_id);
-        self.objects.entry((portal_id, object_type)).or_default()
-    }
-
-    /// Creates an object and returns its id. `hs_object_id`, `createdate` and the last-modified date are set.
-    pub(crate) fn insert(
-        &mut self,
-        portal_id: u64,
-        object_type: &'static str,
-        mut properties: BTreeMap<String, String>,
-        now: SystemTime,
-    ) -> u64 {
-        self.seed(portal_id);
-        let id = self.next_id;
-        self.next_id += 1;
-        let stamp = iso8601(now);
-        properties.insert("hs_object_id".to_owned(), id.to_string());
-        properties.insert("createdate".to_owned(), stamp.clone());
-        properties.insert(last_modified_property(object_type).to_owned(), stamp);
-        self.objects
-            .entry((portal_id, object_type))
-            .or_default()
-            .insert(id, FakeObject { properties, created_at: now, updated_at: now });
-        id
-    }
-
-    /// How many objects of this type the portal has (its sample objects included).
-    pub(crate) fn count(&mut self, portal_id: u64, object_type: &str) -> usize {
-        match canonical_type(object_type) {
-            Some(t) => self.store(portal_id, t).len(),
-            None => 0,
-        }
-    }
-
-    // ---- limits and inspection ----
-
-    /// Counts a request that an injected failure answered: HubSpot counted it too.
-    fn record(&mut self, portal_id: u64, search: bool, now: SystemTime) {
-        let rolling = self.rolling.entry(portal_id).or_default();
-        rolling.general.push_back(now);
-        if search {
-            rolling.search.push_back(now);
-        }
-        self.history.entry(portal_id).or_default().push(now);
-    }
-
-    /// Admits a request within the portal's limits (and counts it), or answers 429. On success, the general
-    /// limit's `(max, remaining)`.
-    fn admit(&mut self, portal_id: u64, search: bool, now: SystemTime) -> Result<Option<(u32, usize)>, Answer> {
-        let general = self.rate_limit;
-        let searches = self.search_rate_limit;
-        let rolling = self.rolling.entry(portal_id).or_default();
-        if let Some((max, window)) = general {
-            prune(&mut rolling.general, window, now);
-            if rolling.general.len() >= max as usize {
-                self.rate_limited += 1;
-                return Err(rate_limited(max, window, false));
-            }
-        }
-        if search {
-            if let Some(max) = searches {
-                prune(&mut rolling.search, SEARCH_WINDOW, now);
-                if rolling.search.len() >= max as usize {
-                    self.rate_limited += 1;
-                    return Err(rate_limited(max, SEARCH_WINDOW, true));
-                }
-            }
-        }
-        self.record(portal_id, search, now);
-        let rolling = self.rolling.entry(portal_id).or_default();
-        Ok(general.map(|(max, _)| (max, (max as usize).saturating_sub(rolling.general.len()))))
-    }
-
-    /// The most requests of the portal inside any window of this length (half-open: `[t, t + window)`).
-    pub(crate) fn max_in_window(&self, portal_id: u64, window: Duration) -> usize {
-        let Some(log) = self.history.get(&portal_id) else {
-            return 0;
-        };
-        let mut times = log.clone();
-        times.sort();
-        let mut best = 0;
-        let mut end = 0;
-        for (start, t) in times.iter().enumerate() {
-            let limit = t.checked_add(window);
-            end = end.max(start);
-            while end < times.len() && limit.is_none_or(|l| times[end] < l) {
-                end += 1;
-            }
-            best = best.max(end - start);
-        }
-        best
-    }
-
-    pub(crate) fn rate_limited(&self) -> usize {
-        self.rate_limited
-    }
-
-    pub(crate) fn reset_counts(&mut self) {
-        self.history.clear();
-        self.rate_limited = 0;
-    }
-}
-
-/// `contacts`, `companies`, `deals`, `tickets`, by name, singular name or object type id.
-pub(crate) fn canonical_type(segment: &str) -> Option<&'static str> {
-    Some(match segment.to_ascii_lowercase().as_str() {
-        "contacts" | "contact" | "0-1" => "contacts",
-        "companies" | "company" | "0-2" => "companies",
-        "deals" | "deal" | "0-3" => "deals",
-        "tickets" | "ticket" | "0-5" => "tickets",
-        _ => return None,
-    })
-}
-
-fn last_modified_property(object_type: &str) -> &'static str {
-    if object_type == "contacts" { "lastmodifieddate" } else { "hs_lastmodifieddate" }
-}
-
-/// The properties an object carries when the request names none.
-fn default_properties(object_type: &str) -> &'static [&'static str] {
-    match object_type {
-        "contacts" => &["createdate", "email", "firstname", "hs_object_id", "lastmodifieddate", "lastname"],
-        "companies" => &["createdate", "domain", "hs_lastmodifieddate", "hs_object_id", "name"],
-        "deals" => &[
-            "amount",
-            "closedate",
-            "createdate",
-            "dealname",
-            "dealstage",
-            "hs_lastmodifieddate",
-            "hs_object_id",
-            "pipeline",
-        ],
-        _ => &["content", "createdate", "hs_lastmodifieddate", "hs_object_id", "hs_pipeline", "subject"],
-    }
-}
 
 /// The scope an operation needs: `crm.objects.{type}.read` / `.write` (tickets: `tickets`).
 fn required_scope(object_type: &str, write: bool) -> String {
@@ -252,119 +26,14 @@ fn required_scope(object_type: &str, write: bool) -> String {
     format!("crm.objects.{object_type}.{}", if write { "write" } else { "read" })
 }
 
-/// `2024-01-15T10:00:00.000Z`.
-pub(crate) fn iso8601(time: SystemTime) -> String {
-    let since = time.duration_since(UNIX_EPOCH).unwrap_or_default();
-    let secs = since.as_secs();
-    let days = i64::try_from(secs / 86_400).unwrap_or(0);
-    let rem = secs % 86_400;
-    // Howard Hinnant's civil_from_days.
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60,
-        since.subsec_millis()
-    )
-}
-
-fn object_json(id: u64, object: &FakeObject, object_type: &str, wanted: Option<&[String]>) -> Value {
-    let mut properties = Map::new();
-    match wanted {
-        Some(names) if !names.is_empty() => {
-            for name in names {
-                properties.insert(name.clone(), object.properties.get(name).map_or(Value::Null, |v| json!(v)));
-            }
-            // HubSpot always includes these three.
-            for name in ["createdate", "hs_object_id", last_modified_property(object_type)] {
-                properties.insert(name.to_owned(), object.properties.get(name).map_or(Value::Null, |v| json!(v)));
-            }
-        }
-        _ => {
-            for name in default_properties(object_type) {
-                properties.insert((*name).to_owned(), object.properties.get(*name).map_or(Value::Null, |v| json!(v)));
-            }
-        }
-    }
-    json!({
-        "id": id.to_string(),
-        "properties": properties,
-        "createdAt": iso8601(object.created_at),
-        "updatedAt": iso8601(object.updated_at),
-        "archived": false,
-    })
-}
-
-// ---- errors ----
-
-fn unauthorized(message: &str, category: &str) -> Answer {
-    Answer::json(401, &wire::generic_error(message, category))
-}
-
-fn missing_scopes(scope: &str) -> Answer {
-    let mut body = wire::generic_error(
-        "This app hasn't been granted all required scopes to make this call. Read more about required scopes here: \
-         https://developers.hubspot.com/scopes.",
-        "MISSING_SCOPES",
-    );
-    body["errors"] = json!([{
-        "message": "One or more of the following scopes are required.",
-        "context": { "requiredGranularScopes": [scope] },
-    }]);
-    body["links"] = json!({ "scopes": "https://developers.hubspot.com/scopes" });
-    Answer::json(403, &body)
-}
-
-fn validation_error(message: &str) -> Answer {
-    Answer::json(400, &wire::generic_error(message, "VALIDATION_ERROR"))
-}
-
-fn not_found(object_type: &str, id: &str) -> Answer {
-    let message = format!("Object not found.  objectId are usually numeric. {object_type} {id} does not exist.");
-    Answer::json(404, &wire::generic_error(&message, "OBJECT_NOT_FOUND"))
-}
-
-/// The 429 of HubSpot's own limiter (no `Retry-After`: HubSpot sends none for these policies).
-fn rate_limited(max: u32, window: Duration, search: bool) -> Answer {
-    let (message, policy) = if search {
-        ("You have reached your secondly limit.", "SECONDLY")
-    } else {
-        ("You have reached your ten_secondly_rolling limit.", "TEN_SECONDLY_ROLLING")
-    };
-    let body = json!({
-        "status": "error",
-        "message": message,
-        "errorType": "RATE_LIMIT",
-        "correlationId": super::random::uuid(),
-        "policyName": policy,
-    });
-    let answer = Answer::json(429, &body);
-    if search {
-        return answer;
-    }
-    answer
-        .header("X-HubSpot-RateLimit-Interval-Milliseconds", window.as_millis().to_string())
-        .header("X-HubSpot-RateLimit-Max", max.to_string())
-        .header("X-HubSpot-RateLimit-Remaining", "0")
-}
-
 // ---- requests ----
 
 /// `/crm/v3/objects/{type}[/{rest}]`: the type segment and the rest, percent-decoded.
 fn route(url: &Url) -> (String, Option<String>) {
     let rest = url.path().strip_prefix("/crm/v3/objects/").unwrap_or_default();
     let mut parts = rest.splitn(2, '/');
-    let object_type = super::responder::percent_decode(parts.next().unwrap_or_default());
-    let tail = parts.next().map(super::responder::percent_decode);
+    let object_type = percent_decode(parts.next().unwrap_or_default());
+    let tail = parts.next().map(percent_decode);
     (object_type, tail)
 }
 
@@ -386,33 +55,18 @@ pub(crate) fn note_injected(endpoint: Endpoint, request: &Request, state: &mut S
 /// Answers a CRM endpoint: bearer, rate limits, object type, scope, then the operation.
 pub(crate) fn handle(endpoint: Endpoint, request: &Request, state: &mut State, now: SystemTime) -> Answer {
     let Some(token) = bearer(request) else {
-        return unauthorized(
-            "Authentication credentials not found. This API supports OAuth 2.0 authentication and you can find more \
-             details at https://developers.hubspot.com/docs/methods/auth/oauth-overview",
-            "INVALID_AUTHENTICATION",
-        );
+        return wire::credentials_not_found();
     };
     let grant = match state.access_lookup(token, now) {
         AccessLookup::Live(record) => record.grant.clone(),
-        AccessLookup::Expired(ago) => {
-            return unauthorized(
-                &format!("The OAuth token used to make this call expired {} second(s) ago.", ago.as_secs()),
-                "EXPIRED_AUTHENTICATION",
-            );
-        }
-        AccessLookup::Invalid => {
-            return unauthorized(
-                "Authentication credentials not found. This API supports OAuth 2.0 authentication and you can find \
-                 more details at https://developers.hubspot.com/docs/methods/auth/oauth-overview",
-                "INVALID_AUTHENTICATION",
-            );
-        }
+        AccessLookup::Expired(ago) => return wire::token_expired(ago),
+        AccessLookup::Invalid => return wire::credentials_not_found(),
     };
     let portal_id = grant.portal_id;
     let search = endpoint == Endpoint::CrmSearch;
     let limit_headers = match state.crm.admit(portal_id, search, now) {
         Ok(headers) => headers,
-        Err(answer) => return answer,
+        Err(limited) => return wire::rate_limited(&limited),
     };
     let (segment, tail) = route(&request.url);
     let Some(object_type) = canonical_type(&segment) else {
@@ -420,7 +74,7 @@ pub(crate) fn handle(endpoint: Endpoint, request: &Request, state: &mut State, n
     };
     let scope = required_scope(object_type, endpoint == Endpoint::CrmCreate);
     if !grant.scopes.contains(&scope) {
-        return missing_scopes(&scope);
+        return wire::missing_scopes(&scope);
     }
     let answer = match endpoint {
         Endpoint::CrmList => list(&public_url(request), portal_id, object_type, state),
@@ -502,7 +156,7 @@ fn get(url: &Url, id: &str, portal_id: u64, object_type: &'static str, state: &m
     let store = state.crm.store(portal_id, object_type);
     match id.parse::<u64>().ok().and_then(|n| store.get(&n).map(|o| (n, o))) {
         Some((n, object)) => Answer::json(200, &object_json(n, object, object_type, Some(&wanted))),
-        None => not_found(object_type, id),
+        None => wire::object_not_found(object_type, id),
     }
 }
 
@@ -637,59 +291,4 @@ fn search_objects(body: &[u8], portal_id: u64, object_type: &'static str, state:
         body["paging"] = json!({ "next": { "after": (offset + limit).to_string() } });
     }
     Answer::json(200, &body)
-}
-
-#[cfg(test)]
-#[allow(clippy::unwrap_used)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn iso_dates() {
-        assert_eq!(iso8601(UNIX_EPOCH), "1970-01-01T00:00:00.000Z");
-        assert_eq!(iso8601(UNIX_EPOCH + Duration::from_millis(1_705_312_800_123)), "2024-01-15T10:00:00.123Z");
-        assert_eq!(iso8601(UNIX_EPOCH + Duration::from_secs(951_782_400)), "2000-02-29T00:00:00.000Z");
-    }
-
-    #[test]
-    fn windows_are_half_open() {
-        let mut crm = Crm::new();
-        let t = |ms: u64| UNIX_EPOCH + Duration::from_millis(ms);
-        for ms in [0, 0, 500, 1000, 1000, 1999, 5000] {
-            crm.record(1, false, t(ms));
-        }
-        assert_eq!(crm.max_in_window(1, Duration::from_secs(1)), 3, "[1000, 2000) holds 1000, 1000, 1999");
-        assert_eq!(crm.max_in_window(1, Duration::from_secs(10)), 7);
-        assert_eq!(crm.max_in_window(2, Duration::from_secs(10)), 0);
-    }
-
-    #[test]
-    fn the_limiter_refuses_past_the_window() {
-        let mut crm = Crm::new();
-        crm.rate_limit = Some((2, Duration::from_secs(10)));
-        let t0 = UNIX_EPOCH + Duration::from_secs(100);
-        assert_eq!(crm.admit(1, false, t0).unwrap(), Some((2, 1)));
-        assert_eq!(crm.admit(1, false, t0).unwrap(), Some((2, 0)));
-        assert_eq!(crm.admit(1, false, t0).unwrap_err().status, 429);
-        assert!(crm.admit(2, false, t0).is_ok(), "per portal");
-        assert!(crm.admit(1, false, t0 + Duration::from_secs(10)).is_ok());
-        assert_eq!(crm.rate_limited(), 1);
-        crm.rate_limit = None;
-        for _ in 0..5 {
-            assert!(crm.admit(3, true, t0).is_ok());
-        }
-        assert_eq!(crm.admit(3, true, t0 + Duration::from_millis(999)).unwrap_err().status, 429);
-        assert!(crm.admit(3, true, t0 + Duration::from_secs(1)).is_ok());
-    }
-
-    #[test]
-    fn portals_start_with_sample_objects() {
-        let mut crm = Crm::new();
-        assert_eq!(crm.count(1, "contacts"), 3);
-        assert_eq!(crm.count(1, "0-2"), 1);
-        assert_eq!(crm.count(1, "unknown"), 0);
-        crm.insert(1, "contacts", BTreeMap::new(), UNIX_EPOCH);
-        assert_eq!(crm.count(1, "contacts"), 4);
-        assert_eq!(crm.count(2, "contacts"), 3);
-    }
 }

@@ -123,8 +123,17 @@
 //!
 //! [`Clock`]: crate::Clock
 
+// The layers, each importing only from those below it:
+// - `types` (the public value types), `random` (identifiers shaped like HubSpot's), `request` (reading requests);
+// - `state`: the fake's world and its rules, without HTTP (`state::crm`: the CRM's objects and rate windows);
+// - `wire`: HubSpot's answers, bodies and error shapes;
+// - the responders, `oauth` and `crm`, each turning a request into an answer;
+// - `responder`: which request is which endpoint, failures injected, the mocks mounted;
+// - this module: `FakeHubSpot`, the handle a test holds.
 mod crm;
+mod oauth;
 mod random;
+mod request;
 mod responder;
 mod state;
 mod types;
@@ -134,8 +143,7 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use wiremock::matchers::{method, path, path_regex};
-use wiremock::{Mock, MockServer};
+use wiremock::MockServer;
 
 use crate::clock::{Clock, SystemClock};
 use crate::{ClientSecret, HubSpotConnector, HubSpotConnectorBuilder};
@@ -145,7 +153,6 @@ pub use types::{
     IssuedTokens, Reinstall, Rotation, TokenFields,
 };
 
-use responder::Responder;
 use state::{APP_ID, CLIENT_ID, CLIENT_SECRET, Grant, REDIRECT_URI, Shared};
 
 /// A fake HubSpot on a local [`MockServer`]. Cloning is cheap and shares the same server and state; the server
@@ -215,34 +222,7 @@ impl FakeHubSpot {
     pub async fn start_with_clock(clock: Arc<dyn Clock>) -> FakeHubSpot {
         let server = MockServer::start().await;
         let shared = Arc::new(Shared::new(clock));
-        for endpoint in Endpoint::ALL {
-            let mock = match endpoint {
-                Endpoint::Authorize => Mock::given(method("GET")).and(path_regex(r"^/oauth/(?:[^/]+/)?authorize$")),
-                Endpoint::TokenV1 => Mock::given(method("POST")).and(path("/oauth/v1/token")),
-                Endpoint::Token202603 => Mock::given(method("POST")).and(path("/oauth/2026-03/token")),
-                Endpoint::Introspect202603 => Mock::given(method("POST")).and(path("/oauth/2026-03/token/introspect")),
-                Endpoint::AccessTokenInfoV1 => {
-                    Mock::given(method("GET")).and(path_regex(r"^/oauth/v1/access-tokens/[^/]+$"))
-                }
-                Endpoint::RefreshTokenInfoV1 => {
-                    Mock::given(method("GET")).and(path_regex(r"^/oauth/v1/refresh-tokens/[^/]+$"))
-                }
-                Endpoint::RevokeV1 => {
-                    Mock::given(method("DELETE")).and(path_regex(r"^/oauth/v1/refresh-tokens/[^/]+$"))
-                }
-                Endpoint::Revoke202603 => Mock::given(method("POST")).and(path("/oauth/2026-03/token/revoke")),
-                Endpoint::AccountInfoV3 => Mock::given(method("GET")).and(path("/account-info/v3/details")),
-                Endpoint::AccountInfo202603 => Mock::given(method("GET")).and(path("/account-info/2026-03/details")),
-                Endpoint::CrmList => Mock::given(method("GET")).and(path_regex(r"^/crm/v3/objects/[^/]+/?$")),
-                Endpoint::CrmGet => Mock::given(method("GET")).and(path_regex(r"^/crm/v3/objects/[^/]+/[^/]+$")),
-                Endpoint::CrmSearch => Mock::given(method("POST")).and(path_regex(r"^/crm/v3/objects/[^/]+/search$")),
-                Endpoint::CrmCreate => Mock::given(method("POST")).and(path_regex(r"^/crm/v3/objects/[^/]+/?$")),
-            };
-            mock.respond_with(Responder { shared: Arc::clone(&shared), endpoint })
-                .named(format!("fake HubSpot: {}", endpoint.route()))
-                .mount(&server)
-                .await;
-        }
+        responder::mount(&server, &shared).await;
         FakeHubSpot { inner: Arc::new(Inner { server: Some(server), shared }) }
     }
 
@@ -465,7 +445,7 @@ impl FakeHubSpot {
     /// type the fake does not know.
     pub fn add_object(&self, portal_id: u64, object_type: &str, properties: &[(&str, &str)]) -> Option<String> {
         let now = self.inner.shared.clock.now();
-        let object_type = crm::canonical_type(object_type)?;
+        let object_type = state::crm::canonical_type(object_type)?;
         let properties = properties.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
         Some(self.state().crm.insert(portal_id, object_type, properties, now).to_string())
     }

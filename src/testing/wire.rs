@@ -1,9 +1,14 @@
-//! HubSpot's wire shapes: answers, JSON bodies and the HTML pages of the consent screen.
+//! HubSpot's wire shapes: answers, JSON bodies, error bodies and the HTML pages of the consent screen.
+//!
+//! Above the state (it writes what the state holds), below the responders (they choose what to answer).
+
+use std::time::Duration;
 
 use serde_json::{Map, Value, json};
 use wiremock::ResponseTemplate;
 
 use super::random;
+use super::state::crm::{FakeObject, Limited, default_properties, last_modified_property, rfc3339_millis};
 use super::state::{Grant, Minted, TokenError};
 use super::types::{ErrorStyle, Failure, FakePortal, TokenFields};
 
@@ -282,6 +287,13 @@ pub(crate) fn introspect_refresh(
     })
 }
 
+/// `POST /oauth/2026-03/token/introspect` for a dead token, in [`DeadIntrospection::Inactive`] mode.
+///
+/// [`DeadIntrospection::Inactive`]: super::DeadIntrospection::Inactive
+pub(crate) fn introspect_inactive() -> Value {
+    json!({ "active": false })
+}
+
 /// `GET /account-info/.../details`: the spec's `PortalInformationResponse`.
 pub(crate) fn account_info(portal: &FakePortal) -> Value {
     json!({
@@ -299,11 +311,130 @@ pub(crate) fn account_info(portal: &FakePortal) -> Value {
     })
 }
 
+// ---- not found, authentication errors ----
+
+/// `404 OBJECT_NOT_FOUND` for a token of the v1 metadata and revocation endpoints.
+pub(crate) fn token_not_found() -> Answer {
+    Answer::json(404, &generic_error("The token was not found, has expired or was revoked.", "OBJECT_NOT_FOUND"))
+}
+
+/// A `401` with HubSpot's generic error body.
+fn unauthorized(message: &str, category: &str) -> Answer {
+    Answer::json(401, &generic_error(message, category))
+}
+
+/// `401 INVALID_AUTHENTICATION`: no bearer token (and, on the CRM API, one that is unknown or revoked).
+pub(crate) fn credentials_not_found() -> Answer {
+    unauthorized(
+        "Authentication credentials not found. This API supports OAuth 2.0 authentication and you can find more \
+         details at https://developers.hubspot.com/docs/methods/auth/oauth-overview",
+        "INVALID_AUTHENTICATION",
+    )
+}
+
+/// `401 EXPIRED_AUTHENTICATION`: the access token expired this long ago.
+pub(crate) fn token_expired(ago: Duration) -> Answer {
+    unauthorized(
+        &format!("The OAuth token used to make this call expired {} second(s) ago.", ago.as_secs()),
+        "EXPIRED_AUTHENTICATION",
+    )
+}
+
+/// `401 INVALID_AUTHENTICATION` of account info: the access token is unknown or revoked.
+pub(crate) fn token_invalid() -> Answer {
+    unauthorized(
+        "The OAuth token used to make this call is not valid: it is unknown or was revoked.",
+        "INVALID_AUTHENTICATION",
+    )
+}
+
+// ---- the CRM objects API ----
+
+/// One object as the CRM API shows it: the `wanted` properties (with the three HubSpot always includes), or the
+/// type's default properties when none are named.
+pub(crate) fn object_json(id: u64, object: &FakeObject, object_type: &str, wanted: Option<&[String]>) -> Value {
+    let mut properties = Map::new();
+    match wanted {
+        Some(names) if !names.is_empty() => {
+            for name in names {
+                properties.insert(name.clone(), object.properties.get(name).map_or(Value::Null, |v| json!(v)));
+            }
+            // HubSpot always includes these three.
+            for name in ["createdate", "hs_object_id", last_modified_property(object_type)] {
+                properties.insert(name.to_owned(), object.properties.get(name).map_or(Value::Null, |v| json!(v)));
+            }
+        }
+        _ => {
+            for name in default_properties(object_type) {
+                properties.insert((*name).to_owned(), object.properties.get(*name).map_or(Value::Null, |v| json!(v)));
+            }
+        }
+    }
+    json!({
+        "id": id.to_string(),
+        "properties": properties,
+        "createdAt": rfc3339_millis(object.created_at),
+        "updatedAt": rfc3339_millis(object.updated_at),
+        "archived": false,
+    })
+}
+
+/// `403 MISSING_SCOPES`, naming the scope in `requiredGranularScopes`.
+pub(crate) fn missing_scopes(scope: &str) -> Answer {
+    let mut body = generic_error(
+        "This app hasn't been granted all required scopes to make this call. Read more about required scopes here: \
+         https://developers.hubspot.com/scopes.",
+        "MISSING_SCOPES",
+    );
+    body["errors"] = json!([{
+        "message": "One or more of the following scopes are required.",
+        "context": { "requiredGranularScopes": [scope] },
+    }]);
+    body["links"] = json!({ "scopes": "https://developers.hubspot.com/scopes" });
+    Answer::json(403, &body)
+}
+
+/// `400 VALIDATION_ERROR`.
+pub(crate) fn validation_error(message: &str) -> Answer {
+    Answer::json(400, &generic_error(message, "VALIDATION_ERROR"))
+}
+
+/// `404 OBJECT_NOT_FOUND` for a CRM object.
+pub(crate) fn object_not_found(object_type: &str, id: &str) -> Answer {
+    let message = format!("Object not found.  objectId are usually numeric. {object_type} {id} does not exist.");
+    Answer::json(404, &generic_error(&message, "OBJECT_NOT_FOUND"))
+}
+
+/// The 429 of HubSpot's own limiter (no `Retry-After`: HubSpot sends none for these policies; the search limit
+/// sends no rate-limit headers either).
+pub(crate) fn rate_limited(limited: &Limited) -> Answer {
+    let (message, policy) = if limited.search {
+        ("You have reached your secondly limit.", "SECONDLY")
+    } else {
+        ("You have reached your ten_secondly_rolling limit.", "TEN_SECONDLY_ROLLING")
+    };
+    let body = json!({
+        "status": "error",
+        "message": message,
+        "errorType": "RATE_LIMIT",
+        "correlationId": random::uuid(),
+        "policyName": policy,
+    });
+    let answer = Answer::json(429, &body);
+    if limited.search {
+        return answer;
+    }
+    answer
+        .header("X-HubSpot-RateLimit-Interval-Milliseconds", limited.window.as_millis().to_string())
+        .header("X-HubSpot-RateLimit-Max", limited.max.to_string())
+        .header("X-HubSpot-RateLimit-Remaining", "0")
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
-    use crate::testing::FakeUser;
+    use crate::testing::types::FakeUser;
 
     fn minted(refresh: Option<&str>) -> Minted {
         Minted {
@@ -355,5 +486,16 @@ mod tests {
         let a = Answer::html(400, "<t>", "a & \"b\"");
         let page = String::from_utf8(a.body).unwrap();
         assert!(page.contains("&lt;t&gt;") && page.contains("a &amp; &quot;b&quot;"), "{page}");
+    }
+
+    #[test]
+    fn the_limiters_429s() {
+        let general = rate_limited(&Limited { max: 2, window: Duration::from_secs(10), search: false });
+        assert_eq!(general.status, 429);
+        assert!(general.headers.contains(&("X-HubSpot-RateLimit-Interval-Milliseconds".into(), "10000".into())));
+        assert!(general.headers.contains(&("X-HubSpot-RateLimit-Max".into(), "2".into())));
+        let search = rate_limited(&Limited { max: 5, window: Duration::from_secs(1), search: true });
+        assert_eq!(search.status, 429);
+        assert!(search.headers.is_empty(), "{search:?}");
     }
 }

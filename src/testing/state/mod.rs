@@ -1,4 +1,10 @@
-//! The fake's world and its rules, without HTTP: codes, token families, rotation, revocation, expiry.
+//! The fake's world and its rules, without HTTP: codes, token families, rotation, revocation, expiry, the
+//! switches and the inspection counts; the CRM's objects and rate windows in [`crm`].
+//!
+//! The bottom layer of the fake: it imports only the public value types and the random identifiers. The wire
+//! formats stand above it, the responders above those, and [`FakeHubSpot`](super::FakeHubSpot) on top.
+
+pub(crate) mod crm;
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -8,7 +14,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use sha2::{Digest as _, Sha256};
 
-use super::crm::Crm;
+use self::crm::Crm;
 use super::random;
 use super::types::{
     DeadIntrospection, Decline, Endpoint, ErrorStyle, Failure, FakePortal, FakeUser, Reinstall, Rotation, TokenFields,

@@ -1,0 +1,244 @@
+//! The OAuth responders: the authorize (consent) page, both token endpoint generations, introspection,
+//! revocation, the v1 token metadata, and account info.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use url::Url;
+use wiremock::Request;
+
+use super::request::{bearer, first, is_form};
+use super::state::{
+    APP_ID, AccessLookup, CLIENT_ID, CLIENT_SECRET, Challenge, DEFAULT_PORTAL, Grant, State, TokenError,
+};
+use super::types::{DeadIntrospection, Decline};
+use super::wire::{self, AccessDescription, Answer, Generation};
+
+// ---- authorize ----
+
+/// `GET /oauth[/{portalId}]/authorize`: checks the request, then plays the user: a `302` to the redirect URI
+/// with a code (or an error), or an HTML page.
+pub(crate) fn authorize(url: &Url, query: &[(String, String)], state: &mut State, now: SystemTime) -> Answer {
+    let chosen = url.path().strip_prefix("/oauth/").and_then(|rest| rest.strip_suffix("/authorize"));
+    let portal_id = match chosen {
+        None => DEFAULT_PORTAL,
+        Some(segment) => match segment.parse::<u64>() {
+            Ok(id) if state.portals.contains_key(&id) => id,
+            _ => {
+                return Answer::html(
+                    404,
+                    "Account not found",
+                    "This HubSpot account does not exist or you cannot access it.",
+                );
+            }
+        },
+    };
+    if first(query, "client_id") != Some(CLIENT_ID) {
+        return Answer::html(400, "Authorization failed", "The client_id is missing or does not belong to any app.");
+    }
+    let Some(redirect_uri) = first(query, "redirect_uri").filter(|r| !r.is_empty()) else {
+        return Answer::html(400, "Authorization failed", "The redirect_uri is missing.");
+    };
+    let Ok(mut location) = Url::parse(redirect_uri) else {
+        return Answer::html(400, "Authorization failed", "The redirect_uri is not a valid URL.");
+    };
+    let scope = first(query, "scope").unwrap_or_default();
+    if scope.split_whitespace().next().is_none() {
+        return Answer::html(400, "Authorization failed", "The scope parameter is missing.");
+    }
+    let challenge = match (first(query, "code_challenge"), first(query, "code_challenge_method")) {
+        (None, _) => None,
+        (Some(c), Some("S256")) => Some(Challenge::S256(c.to_owned())),
+        (Some(c), None | Some("plain")) => Some(Challenge::Plain(c.to_owned())),
+        (Some(_), Some(_)) => {
+            return Answer::html(400, "Authorization failed", "The code_challenge_method is not supported.");
+        }
+    };
+    let state_param = first(query, "state");
+    match state.decline {
+        Decline::Consent => {}
+        Decline::WithRedirect => {
+            {
+                let mut pairs = location.query_pairs_mut();
+                pairs.append_pair("error", "access_denied");
+                pairs.append_pair("error_description", "The user declined to install the app.");
+                if let Some(s) = state_param {
+                    pairs.append_pair("state", s);
+                }
+            }
+            return Answer::redirect(302, location.as_str());
+        }
+        Decline::WithoutRedirect => {
+            return Answer::html(
+                200,
+                "App not connected",
+                "You chose not to connect this app. You can close this page.",
+            );
+        }
+    }
+    let requested =
+        scope.split_whitespace().chain(first(query, "optional_scope").unwrap_or_default().split_whitespace());
+    let grant = Grant { portal_id, user: state.user.clone(), scopes: state.granted(requested) };
+    let code = state.issue_code(grant, redirect_uri, challenge, now);
+    {
+        let mut pairs = location.query_pairs_mut();
+        pairs.append_pair("code", &code);
+        if let Some(s) = state_param {
+            pairs.append_pair("state", s);
+        }
+    }
+    Answer::redirect(302, location.as_str())
+}
+
+// ---- token endpoints ----
+
+fn client_error(form: &[(String, String)]) -> Option<TokenError> {
+    if first(form, "client_id") != Some(CLIENT_ID) {
+        return Some(TokenError::bad_client("missing or unknown client id"));
+    }
+    if first(form, "client_secret") != Some(CLIENT_SECRET) {
+        return Some(TokenError::bad_client("client secret is missing or does not match the client id"));
+    }
+    None
+}
+
+/// `POST /oauth/v1/token` and `POST /oauth/2026-03/token`: redeems a code or refreshes.
+pub(crate) fn token(
+    generation: Generation,
+    request: &Request,
+    form: &[(String, String)],
+    state: &mut State,
+    now: SystemTime,
+) -> Answer {
+    if !is_form(request) {
+        let e = TokenError::bad_grant_type(
+            "missing or unknown grant type: send the fields as application/x-www-form-urlencoded",
+        );
+        return wire::token_error(&e, state.error_style);
+    }
+    let grant_type = first(form, "grant_type");
+    if !matches!(grant_type, Some("authorization_code" | "refresh_token")) {
+        let e = TokenError::bad_grant_type("missing or unknown grant type: use authorization_code or refresh_token");
+        return wire::token_error(&e, state.error_style);
+    }
+    if let Some(e) = client_error(form) {
+        return wire::token_error(&e, state.error_style);
+    }
+    let result = if grant_type == Some("authorization_code") {
+        state.redeem_code(first(form, "code"), first(form, "redirect_uri"), first(form, "code_verifier"), now)
+    } else {
+        state.refresh(first(form, "refresh_token"), now)
+    };
+    match result {
+        Ok(minted) => Answer::json(200, &wire::token_success(&minted, generation, state.token_fields)),
+        Err(e) => wire::token_error(&e, state.error_style),
+    }
+}
+
+// ---- metadata, introspection, revocation ----
+
+fn remaining_secs(expires_at: SystemTime, now: SystemTime) -> u64 {
+    expires_at.duration_since(now).map(|d| d.as_secs()).unwrap_or(0)
+}
+
+/// `GET /oauth/v1/access-tokens/{token}`.
+pub(crate) fn v1_access_info(token: &str, state: &State, now: SystemTime) -> Answer {
+    match state.access_lookup(token, now) {
+        AccessLookup::Live(record) => {
+            let portal = state.portal(record.grant.portal_id);
+            let expires_in = remaining_secs(record.expires_at, now);
+            Answer::json(200, &wire::v1_access_info(token, &record.grant, &portal, APP_ID, expires_in))
+        }
+        AccessLookup::Expired(_) | AccessLookup::Invalid => wire::token_not_found(),
+    }
+}
+
+/// `GET /oauth/v1/refresh-tokens/{token}`.
+pub(crate) fn v1_refresh_info(token: &str, state: &State) -> Answer {
+    match state.live_refresh(token) {
+        Some(record) => {
+            let portal = state.portal(record.grant.portal_id);
+            Answer::json(200, &wire::v1_refresh_info(token, &record.grant, &portal, CLIENT_ID))
+        }
+        None => wire::token_not_found(),
+    }
+}
+
+/// Whether to look the token up as a refresh token first (only when the hint says so).
+fn refresh_first(form: &[(String, String)]) -> bool {
+    first(form, "token_type_hint") == Some("refresh_token")
+}
+
+/// `POST /oauth/2026-03/token/introspect`.
+pub(crate) fn introspect(form: &[(String, String)], state: &mut State, now: SystemTime) -> Answer {
+    if let Some(e) = client_error(form) {
+        return wire::token_error(&e, state.error_style);
+    }
+    let token = first(form, "token").unwrap_or_default();
+    let order = if refresh_first(form) { [true, false] } else { [false, true] };
+    for refresh in order {
+        if refresh {
+            if let Some(record) = state.live_refresh(token) {
+                let portal = state.portal(record.grant.portal_id);
+                return Answer::json(200, &wire::introspect_refresh(token, &record.grant, &portal, APP_ID, CLIENT_ID));
+            }
+        } else if let AccessLookup::Live(record) = state.access_lookup(token, now) {
+            let grant = record.grant.clone();
+            let expires_at = record.expires_at;
+            let portal = state.portal(grant.portal_id);
+            let install_id = state.install_id(grant.portal_id);
+            let description = AccessDescription {
+                token,
+                grant: &grant,
+                portal: &portal,
+                app_id: APP_ID,
+                client_id: CLIENT_ID,
+                expires_in: remaining_secs(expires_at, now),
+                expires_at_millis: expires_at
+                    .duration_since(UNIX_EPOCH)
+                    .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+                    .unwrap_or(0),
+                install_id,
+            };
+            return Answer::json(200, &wire::introspect_access(&description));
+        }
+    }
+    match state.dead_introspection {
+        DeadIntrospection::Inactive => Answer::json(200, &wire::introspect_inactive()),
+        DeadIntrospection::BadRequest => {
+            let error =
+                if refresh_first(form) { TokenError::bad_refresh_token() } else { TokenError::bad_access_token() };
+            wire::token_error(&error, state.error_style)
+        }
+    }
+}
+
+/// `POST /oauth/2026-03/token/revoke`: revokes a refresh token (and its family) or an access token.
+pub(crate) fn revoke(form: &[(String, String)], state: &mut State) -> Answer {
+    if let Some(e) = client_error(form) {
+        return wire::token_error(&e, state.error_style);
+    }
+    let token = first(form, "token").unwrap_or_default();
+    // The hint only orders the look-up; a token is never both kinds, so trying both is the same.
+    let _ = state.revoke_refresh(token);
+    let _ = state.revoke_access(token);
+    Answer::empty(state.revoke_status)
+}
+
+/// `DELETE /oauth/v1/refresh-tokens/{token}`: revokes a live refresh token and its family.
+pub(crate) fn revoke_v1(token: &str, state: &mut State) -> Answer {
+    if state.revoke_refresh(token) { Answer::empty(204) } else { wire::token_not_found() }
+}
+
+// ---- account info ----
+
+/// `GET /account-info/v3/details` and `GET /account-info/2026-03/details` for the bearer token's portal.
+pub(crate) fn account_info(request: &Request, state: &State, now: SystemTime) -> Answer {
+    let Some(token) = bearer(request) else {
+        return wire::credentials_not_found();
+    };
+    match state.access_lookup(token, now) {
+        AccessLookup::Live(record) => Answer::json(200, &wire::account_info(&state.portal(record.grant.portal_id))),
+        AccessLookup::Expired(ago) => wire::token_expired(ago),
+        AccessLookup::Invalid => wire::token_invalid(),
+    }
+}
