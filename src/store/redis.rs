@@ -6,7 +6,7 @@ use std::fmt;
 use std::time::{Duration, SystemTime};
 
 use ::redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use ::redis::{AsyncCommands, Script};
+use ::redis::{AsyncCommands, Script, ScriptInvocation};
 use async_trait::async_trait;
 
 use super::record::{Bad, ConnectionRecord, PendingRecord, to_ms, validate_prefix};
@@ -206,6 +206,13 @@ impl RedisStore {
         }
     }
 
+    /// `script` with the keys of `c`: its record, its tenant's index and its portal's index.
+    fn keyed<'a>(&self, script: &'a Script, c: &Connection) -> ScriptInvocation<'a> {
+        let mut invocation = script.key(self.connection_key(c.id.as_str()));
+        invocation.key(self.tenant_key(&c.tenant)).key(self.portal_key(c.portal_id));
+        invocation
+    }
+
     fn connection_key(&self, id: &str) -> String {
         format!("{}c:{id}", self.base)
     }
@@ -388,21 +395,18 @@ impl ConnectionStore for RedisStore {
     async fn insert(&self, connection: &Connection, rules: InsertRules) -> Result<Inserted> {
         let record = encode_connection(connection)?;
         let mut conn = self.conn.clone();
-        let reply: Vec<String> = Script::new(INSERT)
-            .key(self.connection_key(connection.id.as_str()))
-            .key(self.tenant_key(&connection.tenant))
-            .key(self.portal_key(connection.portal_id))
-            .key(self.ids_key())
-            .arg(connection.id.as_str())
-            .arg(&connection.tenant)
-            .arg(connection.portal_id.to_string())
-            .arg(record)
-            .arg(if rules.allow_shared_portals { "1" } else { "0" })
-            .arg(rules.max_portals.map(|m| m.to_string()).unwrap_or_default())
-            .arg(format!("{}c:", self.base))
-            .invoke_async(&mut conn)
-            .await
-            .map_err(|e| store_error("inserting a connection", e))?;
+        let script = Script::new(INSERT);
+        let mut invocation = self.keyed(&script, connection);
+        invocation.key(self.ids_key());
+        let shared = if rules.allow_shared_portals { "1" } else { "0" };
+        let max_portals = rules.max_portals.map(|m| m.to_string()).unwrap_or_default();
+        let portal = connection.portal_id.to_string();
+        let base = format!("{}c:", self.base);
+        for arg in [connection.id.as_str(), &connection.tenant, &portal, &record, shared, &max_portals, &base] {
+            invocation.arg(arg);
+        }
+        let reply: Vec<String> =
+            invocation.invoke_async(&mut conn).await.map_err(|e| store_error("inserting a connection", e))?;
         match reply.as_slice() {
             [created] if created == "created" => Ok(Inserted::Created),
             [existing, v, d] if existing == "existing" => Ok(Inserted::Existing(Box::new(decode_connection(v, d)?))),
@@ -422,10 +426,9 @@ impl ConnectionStore for RedisStore {
         let Some(expected) = next.version.checked_sub(1) else { return Ok(false) };
         let record = encode_connection(next)?;
         let mut conn = self.conn.clone();
-        let swapped: i64 = Script::new(COMPARE_AND_SWAP)
-            .key(self.connection_key(next.id.as_str()))
-            .key(self.tenant_key(&next.tenant))
-            .key(self.portal_key(next.portal_id))
+        let script = Script::new(COMPARE_AND_SWAP);
+        let swapped: i64 = self
+            .keyed(&script, next)
             .arg(expected.to_string())
             .arg(next.version.to_string())
             .arg(&next.tenant)

@@ -1,7 +1,8 @@
 //! The SQL store, written once: [`SqlStore`] does every operation over a [`Dialect`], which says what SQLite and
-//! PostgreSQL spell differently (placeholders, column types, how an insert or a migration keeps concurrent callers
-//! apart, whether a change is counted or returned). The public types, [`SqliteStore`](super::SqliteStore) and
-//! [`PostgresStore`](super::PostgresStore), are thin wrappers made by [`sql_store!`].
+//! PostgreSQL do differently (how a write transaction begins, how an insert or a migration keeps concurrent callers
+//! apart) and spells the statements (placeholders, column types, locking clauses) for its database. The public
+//! types, [`SqliteStore`](super::SqliteStore) and [`PostgresStore`](super::PostgresStore), are thin wrappers made
+//! by [`sql_store!`].
 
 #[cfg(feature = "postgres")]
 pub(super) mod postgres;
@@ -20,72 +21,66 @@ use crate::clock::saturating_add;
 use crate::connection::{Connection, ConnectionId, PendingAuthorization};
 use crate::error::{Error, ErrorCode, Result};
 
-/// What one SQL database spells its own way.
+/// What one SQL database does its own way. Statements are written once, in PostgreSQL's spelling, and
+/// [`Dialect::spell`] rewrites them for the others.
 #[async_trait]
 pub(crate) trait Dialect: Send + Sync + 'static {
     /// The sqlx driver.
     type Db: Database;
     /// The database's name in messages ("SQLite").
     const NAME: &'static str;
-    /// How a write transaction starts (`BEGIN IMMEDIATE`: take the write lock at once).
+    /// How a write transaction (an insert, a migration, storing a pending authorization) starts.
     const BEGIN: &'static str;
-    /// `$` for `$1`, `?` for `?1`. Statements are written with `$`.
-    const PARAM: char;
-    /// The 64-bit integer column type.
-    const INT: &'static str;
-    /// The id column's type: text that orders byte-wise.
-    const ID_TYPE: &'static str;
-    /// What stands before `OFFSET` for "no limit".
-    const NO_LIMIT: &'static str;
-    /// What ends a `SELECT` whose rows a `DELETE` is about to take, so concurrent deleters skip each other's.
-    const SKIP_LOCKED: &'static str;
-    /// A conditional write says whether it wrote by returning a row (else by its count of rows affected).
-    const RETURNING: bool;
 
-    /// `column` equals parameter `param`, folding ASCII letters only (like `eq_ignore_ascii_case`).
-    fn equals_ignoring_ascii_case(column: &str, param: &str) -> String;
+    /// `sql`, written in PostgreSQL's spelling (`$1` placeholders, `BIGINT`, `COLLATE "C"`, `LIMIT ALL`,
+    /// `FOR UPDATE SKIP LOCKED`, `RETURNING` to tell whether a conditional write wrote), in this database's. The
+    /// table prefix is put in afterwards, so it is never rewritten.
+    fn spell(sql: String) -> String {
+        sql
+    }
 
-    /// How many rows a statement changed.
-    fn rows_affected(result: &<Self::Db as Database>::QueryResult) -> u64;
+    /// The first step of a migration, inside its transaction: keeps concurrent migrations apart (where the
+    /// transaction does not) and says whether the schema table exists (`false`: create it if it does not).
+    async fn before_migrating(_conn: &mut <Self::Db as Database>::Connection, _prefix: &str) -> Result<bool> {
+        Ok(false)
+    }
 
-    /// The first step of a migration, inside its transaction: keeps concurrent migrations apart (if the
-    /// transaction does not) and says whether the schema table exists (`false`: create it if not exists).
-    async fn before_migrating(conn: &mut <Self::Db as Database>::Connection, prefix: &str) -> Result<bool>;
-
-    /// The first step of an insert, inside its transaction: keeps inserts of the same portal or tenant apart (if
-    /// the transaction does not).
+    /// The first step of an insert, inside its transaction: keeps inserts of the same portal or tenant apart
+    /// (where the transaction does not).
     async fn before_inserting(
-        conn: &mut <Self::Db as Database>::Connection,
-        prefix: &str,
-        connection: &Connection,
-    ) -> Result<()>;
+        _conn: &mut <Self::Db as Database>::Connection,
+        _prefix: &str,
+        _connection: &Connection,
+    ) -> Result<()> {
+        Ok(())
+    }
 }
 
-/// The schema, one list of statements per version. `{p}` is the table prefix, `{int}` the integer type, `{id}` the
-/// id column's type. Append, never edit. A new column is a field of [`ConnectionRecord`] or [`PendingRecord`] and
+/// The schema, one list of statements per version, in PostgreSQL's spelling (see [`Dialect::spell`]). `{p}` is the
+/// table prefix. Append, never edit. A new column is a field of [`ConnectionRecord`] or [`PendingRecord`] and
 /// an `ALTER TABLE` here.
 const MIGRATIONS: &[&[&str]] = &[&[
     r#"CREATE TABLE "{p}_connections" (
-        id {id} PRIMARY KEY NOT NULL,
+        id TEXT COLLATE "C" PRIMARY KEY NOT NULL,
         tenant TEXT NOT NULL,
-        portal_id {int} NOT NULL,
+        portal_id BIGINT NOT NULL,
         kind TEXT NOT NULL,
         status TEXT NOT NULL,
         access_token TEXT NOT NULL,
         refresh_token TEXT,
-        expires_at_ms {int},
+        expires_at_ms BIGINT,
         scopes TEXT NOT NULL,
         installed_by TEXT,
-        installed_by_user_id {int},
+        installed_by_user_id BIGINT,
         hub_domain TEXT,
         account_type TEXT,
         last_error TEXT,
-        retry_at_ms {int},
-        failures {int} NOT NULL,
-        created_at_ms {int} NOT NULL,
-        updated_at_ms {int} NOT NULL,
-        refreshed_at_ms {int} NOT NULL,
-        version {int} NOT NULL
+        retry_at_ms BIGINT,
+        failures BIGINT NOT NULL,
+        created_at_ms BIGINT NOT NULL,
+        updated_at_ms BIGINT NOT NULL,
+        refreshed_at_ms BIGINT NOT NULL,
+        version BIGINT NOT NULL
     )"#,
     r#"CREATE INDEX "{p}_connections_tenant" ON "{p}_connections" (tenant, portal_id)"#,
     r#"CREATE INDEX "{p}_connections_portal" ON "{p}_connections" (portal_id)"#,
@@ -95,17 +90,17 @@ const MIGRATIONS: &[&[&str]] = &[&[
         pkce_verifier TEXT NOT NULL,
         required_scopes TEXT NOT NULL,
         optional_scopes TEXT NOT NULL,
-        portal_id {int},
+        portal_id BIGINT,
         return_to TEXT,
         reconnect TEXT,
-        created_at_ms {int} NOT NULL,
-        expires_at_ms {int} NOT NULL
+        created_at_ms BIGINT NOT NULL,
+        expires_at_ms BIGINT NOT NULL
     )"#,
     r#"CREATE INDEX "{p}_pending_expires" ON "{p}_pending" (expires_at_ms)"#,
     r#"CREATE TABLE "{p}_leases" (
         key TEXT PRIMARY KEY NOT NULL,
         owner TEXT NOT NULL,
-        until_ms {int} NOT NULL
+        until_ms BIGINT NOT NULL
     )"#,
 ]];
 
@@ -118,7 +113,7 @@ fn params(first: usize, n: usize) -> String {
     (first..first + n).map(|i| format!("${i}")).collect::<Vec<_>>().join(", ")
 }
 
-/// Every statement, built once for the prefix, in the dialect's placeholders.
+/// Every statement, built once for the prefix, in the dialect's spelling.
 struct Statements {
     get: String,
     find_same: String,
@@ -137,10 +132,10 @@ struct Statements {
 }
 
 impl Statements {
-    fn new<D: Dialect>(p: &str) -> Self {
-        let c = format!(r#""{p}_connections""#);
-        let pending = format!(r#""{p}_pending""#);
-        let leases = format!(r#""{p}_leases""#);
+    fn new<D: Dialect>(prefix: &str) -> Self {
+        let c = r#""{p}_connections""#;
+        let pending = r#""{p}_pending""#;
+        let leases = r#""{p}_leases""#;
         let record = ConnectionRecord::COLUMNS;
         let columns = format!("{}, version", record.join(", "));
         let n = record.len() + 1;
@@ -148,8 +143,6 @@ impl Statements {
         let pending_columns = PendingRecord::COLUMNS.join(", ");
         let pending_sets: Vec<String> =
             PendingRecord::COLUMNS.iter().skip(1).map(|col| format!("{col} = excluded.{col}")).collect();
-        let returning = |what: &str| if D::RETURNING { format!(" RETURNING {what}") } else { String::new() };
-        let (no_limit, skip_locked) = (D::NO_LIMIT, D::SKIP_LOCKED);
         let all = Self {
             get: format!("SELECT {columns} FROM {c} WHERE id = $1"),
             find_same: format!("SELECT {columns} FROM {c} WHERE tenant = $1 AND portal_id = $2 ORDER BY id LIMIT 1"),
@@ -157,17 +150,18 @@ impl Statements {
             count_held: format!("SELECT COUNT(*) FROM {c} WHERE tenant = $1"),
             insert: format!("INSERT INTO {c} ({columns}) VALUES ({})", params(1, n)),
             compare_and_swap: format!(
-                "UPDATE {c} SET {}, version = ${n} WHERE id = $1 AND version = ${}{}",
+                "UPDATE {c} SET {}, version = ${n} WHERE id = $1 AND version = ${} RETURNING version",
                 sets.join(", "),
                 n + 1,
-                returning("version")
             ),
-            delete: format!("DELETE FROM {c} WHERE id = $1"),
+            delete: format!("DELETE FROM {c} WHERE id = $1 RETURNING id"),
             list: format!("SELECT {columns} FROM {c}"),
-            // Purges what expired before $1 (PENDING_GRACE before the new one was created; NULL: nothing).
+            // Purges what expired before $1 (PENDING_GRACE before the new one was created; NULL: nothing). SKIP
+            // LOCKED: two puts purging at once never wait for (or deadlock on) each other, nor on a take under way.
             purge_pending: format!(
                 "DELETE FROM {pending} WHERE state_hash IN (
-                    SELECT state_hash FROM {pending} WHERE expires_at_ms <= $1 AND state_hash <> $2{skip_locked}
+                    SELECT state_hash FROM {pending} WHERE expires_at_ms <= $1 AND state_hash <> $2
+                    FOR UPDATE SKIP LOCKED
                  )"
             ),
             put_pending: format!(
@@ -178,19 +172,21 @@ impl Statements {
             cap_pending: format!(
                 "DELETE FROM {pending} WHERE state_hash IN (
                     SELECT state_hash FROM {pending} WHERE tenant = $1 AND state_hash <> $2
-                    ORDER BY created_at_ms DESC, state_hash DESC {no_limit}OFFSET $3{skip_locked}
+                    ORDER BY created_at_ms DESC, state_hash DESC LIMIT ALL OFFSET $3 FOR UPDATE SKIP LOCKED
                  )"
             ),
             take_pending: format!("DELETE FROM {pending} WHERE state_hash = $1 RETURNING {pending_columns}"),
+            // A row comes back if it inserted the lease, or updated it (same owner, expired, or absurdly far ahead:
+            // see `lease_is_absurd`).
             try_lease: format!(
                 "INSERT INTO {leases} (key, owner, until_ms) VALUES ($1, $2, $3) \
                  ON CONFLICT (key) DO UPDATE SET owner = excluded.owner, until_ms = excluded.until_ms \
-                 WHERE {leases}.owner = excluded.owner OR {leases}.until_ms <= $4 OR {leases}.until_ms > 2 * $3 - $4{}",
-                returning("key")
+                 WHERE {leases}.owner = excluded.owner OR {leases}.until_ms <= $4 OR {leases}.until_ms > 2 * $3 - $4 \
+                 RETURNING key"
             ),
-            release_lease: format!("DELETE FROM {leases} WHERE key = $1 AND owner = $2"),
+            release_lease: format!("DELETE FROM {leases} WHERE key = $1 AND owner = $2 RETURNING key"),
         };
-        all.map(placeholders::<D>)
+        all.map(|sql| spell::<D>(sql, prefix))
     }
 
     fn map(self, f: impl Fn(String) -> String) -> Self {
@@ -213,9 +209,9 @@ impl Statements {
     }
 }
 
-/// `sql` (written with `$1` placeholders) in the dialect's placeholders.
-fn placeholders<D: Dialect>(sql: String) -> String {
-    if D::PARAM == '$' { sql } else { sql.replace('$', &D::PARAM.to_string()) }
+/// `sql` (in PostgreSQL's spelling, `{p}` standing for the table prefix) in the dialect's, for `prefix`.
+fn spell<D: Dialect>(sql: String, prefix: &str) -> String {
+    D::spell(sql).replace("{p}", prefix)
 }
 
 /// The store over one pool and one table prefix. Cloning shares the pool.
@@ -271,15 +267,13 @@ where
         let what = format!("migrating the {name} schema");
         let fail = |e| store_error(&what, e);
         let mut tx = self.pool.begin_with(D::BEGIN).await.map_err(fail)?;
-        let schema_table = format!(r#""{prefix}_schema""#);
         if !D::before_migrating(&mut tx, prefix).await? {
-            let int = D::INT;
-            let create = format!(
-                "CREATE TABLE IF NOT EXISTS {schema_table} (id INTEGER PRIMARY KEY CHECK (id = 1), version {int} NOT NULL)"
-            );
-            (&mut *tx).execute(create.as_str()).await.map_err(fail)?;
+            let create = r#"CREATE TABLE IF NOT EXISTS "{p}_schema" (
+                id INTEGER PRIMARY KEY CHECK (id = 1), version BIGINT NOT NULL
+            )"#;
+            (&mut *tx).execute(spell::<D>(create.to_owned(), prefix).as_str()).await.map_err(fail)?;
         }
-        let current = sqlx::query(&format!("SELECT version FROM {schema_table} WHERE id = 1"))
+        let current = sqlx::query(&format!(r#"SELECT version FROM "{prefix}_schema" WHERE id = 1"#))
             .fetch_optional(&mut *tx)
             .await
             .map_err(fail)?
@@ -300,18 +294,15 @@ where
         if current < SCHEMA_VERSION {
             for statements in MIGRATIONS.iter().skip(usize::try_from(current).unwrap_or(0)) {
                 for statement in *statements {
-                    let statement =
-                        statement.replace("{p}", prefix).replace("{int}", D::INT).replace("{id}", D::ID_TYPE);
-                    (&mut *tx).execute(statement.as_str()).await.map_err(fail)?;
+                    (&mut *tx).execute(spell::<D>((*statement).to_owned(), prefix).as_str()).await.map_err(fail)?;
                 }
             }
-            let upsert = placeholders::<D>(format!(
-                "INSERT INTO {schema_table} (id, version) VALUES (1, $1) \
-                 ON CONFLICT (id) DO UPDATE SET version = excluded.version"
-            ));
+            let upsert = r#"INSERT INTO "{p}_schema" (id, version) VALUES (1, $1)
+                ON CONFLICT (id) DO UPDATE SET version = excluded.version"#;
+            let upsert = spell::<D>(upsert.to_owned(), prefix);
             sqlx::query(&upsert).bind(Some(SCHEMA_VERSION)).execute(&mut *tx).await.map_err(fail)?;
         }
-        // Nothing to do ends the transaction without having written anything.
+        // With nothing to do, this ends the transaction without having written anything.
         tx.commit().await.map_err(fail)
     }
 
@@ -366,13 +357,9 @@ where
         Ok(query.bind(Some(to_i64(version))))
     }
 
-    /// Whether a conditional write wrote one row.
-    async fn wrote_one(&self, query: Query<'_, D>) -> sqlx::Result<bool> {
-        if D::RETURNING {
-            Ok(query.fetch_optional(&self.pool).await?.is_some())
-        } else {
-            Ok(D::rows_affected(&query.execute(&self.pool).await?) == 1)
-        }
+    /// Whether a conditional write (ending in `RETURNING`) wrote a row.
+    async fn wrote(&self, query: Query<'_, D>) -> sqlx::Result<bool> {
+        Ok(query.fetch_optional(&self.pool).await?.is_some())
     }
 
     pub(super) async fn get(&self, id: &ConnectionId) -> Result<Option<Connection>> {
@@ -451,16 +438,12 @@ where
     pub(super) async fn compare_and_swap(&self, next: &Connection) -> Result<bool> {
         let Some(expected) = next.version.checked_sub(1) else { return Ok(false) };
         let query = Self::bind_connection(&self.sql.compare_and_swap, next, next.version)?.bind(Some(to_i64(expected)));
-        self.wrote_one(query).await.map_err(|e| store_error("updating a connection", e))
+        self.wrote(query).await.map_err(|e| store_error("updating a connection", e))
     }
 
     pub(super) async fn delete(&self, id: &ConnectionId) -> Result<bool> {
-        let result = sqlx::query(&self.sql.delete)
-            .bind(Some(id.as_str().to_owned()))
-            .execute(&self.pool)
-            .await
-            .map_err(|e| store_error("deleting a connection", e))?;
-        Ok(D::rows_affected(&result) > 0)
+        let query = sqlx::query(&self.sql.delete).bind(Some(id.as_str().to_owned()));
+        self.wrote(query).await.map_err(|e| store_error("deleting a connection", e))
     }
 
     pub(super) async fn list(&self, filter: &ConnectionFilter) -> Result<Vec<Connection>> {
@@ -480,12 +463,13 @@ where
         }
         if let Some(user) = &filter.installed_by {
             values.push(Cell::Text(Some(user.clone())));
-            conditions.push(D::equals_ignoring_ascii_case("installed_by", &format!("${}", values.len())));
+            // lower() under the "C" collation folds ASCII letters only, like `eq_ignore_ascii_case`.
+            conditions.push(format!(r#"lower(installed_by COLLATE "C") = lower(${} COLLATE "C")"#, values.len()));
         }
         let mut sql = self.sql.list.clone();
         if !conditions.is_empty() {
             sql.push_str(" WHERE ");
-            sql.push_str(&placeholders::<D>(conditions.join(" AND ")));
+            sql.push_str(&D::spell(conditions.join(" AND ")));
         }
         sql.push_str(" ORDER BY id");
         let query = values.into_iter().fold(sqlx::query(&sql), bind::<D>);
@@ -530,29 +514,23 @@ where
 
     pub(super) async fn try_lease(&self, key: &str, owner: &str, ttl: Duration, now: SystemTime) -> Result<bool> {
         let until = saturating_add(now, ttl);
-        // One statement: it writes if it inserts the lease, or updates it (same owner, expired, or absurdly far
-        // ahead: see `lease_is_absurd`).
+        // One statement, see `Statements::try_lease`.
         let query = sqlx::query(&self.sql.try_lease)
             .bind(Some(key.to_owned()))
             .bind(Some(owner.to_owned()))
             .bind(Some(to_ms(until)))
             .bind(Some(to_ms(now)));
-        self.wrote_one(query).await.map_err(|e| store_error("taking a lease", e))
+        self.wrote(query).await.map_err(|e| store_error("taking a lease", e))
     }
 
     pub(super) async fn release_lease(&self, key: &str, owner: &str) -> Result<bool> {
-        let result = sqlx::query(&self.sql.release_lease)
-            .bind(Some(key.to_owned()))
-            .bind(Some(owner.to_owned()))
-            .execute(&self.pool)
-            .await
-            .map_err(|e| store_error("releasing a lease", e))?;
-        Ok(D::rows_affected(&result) > 0)
+        let query = sqlx::query(&self.sql.release_lease).bind(Some(key.to_owned())).bind(Some(owner.to_owned()));
+        self.wrote(query).await.map_err(|e| store_error("releasing a lease", e))
     }
 }
 
 /// A public store type over [`SqlStore`]: the struct, its constants and constructors (with the docs given), `Debug`,
-/// `pool`, `prefix`, `close`, and the three store traits.
+/// `pool`, `prefix`, `close`, and the three store traits. Invoked where the docs' links resolve (`ErrorCode` in scope).
 macro_rules! sql_store {
     (
         $(#[$meta:meta])*
@@ -563,8 +541,6 @@ macro_rules! sql_store {
         fn $with_prefix:ident($arg2:ident, prefix) via $connect:path;
         $(#[$from_pool_doc:meta])*
         fn from_pool;
-        $(#[$close_doc:meta])*
-        fn close;
     ) => {
         $(#[$meta])*
         #[derive(Clone)]
@@ -612,63 +588,59 @@ macro_rules! sql_store {
                 &self.0.prefix
             }
 
-            $(#[$close_doc])*
+            /// Closes the pool (every clone's too) after the calls under way finish (SQLite checkpoints the WAL into
+            /// the file then). Calls made after this fail with [`ErrorCode::StoreUnavailable`].
             pub async fn close(&self) {
                 self.0.pool.close().await;
             }
         }
 
-        #[::async_trait::async_trait]
-        impl $crate::store::ConnectionStore for $name {
-            async fn get(&self, id: &$crate::connection::ConnectionId) -> $crate::error::Result<Option<$crate::connection::Connection>> {
-                self.0.get(id).await
-            }
-            async fn insert(
-                &self,
-                connection: &$crate::connection::Connection,
-                rules: $crate::store::InsertRules,
-            ) -> $crate::error::Result<$crate::store::Inserted> {
-                self.0.insert(connection, rules).await
-            }
-            async fn compare_and_swap(&self, next: &$crate::connection::Connection) -> $crate::error::Result<bool> {
-                self.0.compare_and_swap(next).await
-            }
-            async fn delete(&self, id: &$crate::connection::ConnectionId) -> $crate::error::Result<bool> {
-                self.0.delete(id).await
-            }
-            async fn list(
-                &self,
-                filter: &$crate::store::ConnectionFilter,
-            ) -> $crate::error::Result<Vec<$crate::connection::Connection>> {
-                self.0.list(filter).await
-            }
-        }
+        // The three store traits, forwarded to the store (with the imports they need kept in this block).
+        const _: () = {
+            use ::std::time::{Duration, SystemTime};
+            use $crate::connection::{Connection, ConnectionId, PendingAuthorization};
+            use $crate::error::Result;
+            use $crate::store::{ConnectionFilter, ConnectionStore, InsertRules, Inserted, LeaseStore, PendingStore};
 
-        #[::async_trait::async_trait]
-        impl $crate::store::PendingStore for $name {
-            async fn put_pending(&self, pending: $crate::connection::PendingAuthorization) -> $crate::error::Result<()> {
-                self.0.put_pending(pending).await
+            #[::async_trait::async_trait]
+            impl ConnectionStore for $name {
+                async fn get(&self, id: &ConnectionId) -> Result<Option<Connection>> {
+                    self.0.get(id).await
+                }
+                async fn insert(&self, connection: &Connection, rules: InsertRules) -> Result<Inserted> {
+                    self.0.insert(connection, rules).await
+                }
+                async fn compare_and_swap(&self, next: &Connection) -> Result<bool> {
+                    self.0.compare_and_swap(next).await
+                }
+                async fn delete(&self, id: &ConnectionId) -> Result<bool> {
+                    self.0.delete(id).await
+                }
+                async fn list(&self, filter: &ConnectionFilter) -> Result<Vec<Connection>> {
+                    self.0.list(filter).await
+                }
             }
-            async fn take_pending(&self, state_hash: &str) -> $crate::error::Result<Option<$crate::connection::PendingAuthorization>> {
-                self.0.take_pending(state_hash).await
-            }
-        }
 
-        #[::async_trait::async_trait]
-        impl $crate::store::LeaseStore for $name {
-            async fn try_lease(
-                &self,
-                key: &str,
-                owner: &str,
-                ttl: ::std::time::Duration,
-                now: ::std::time::SystemTime,
-            ) -> $crate::error::Result<bool> {
-                self.0.try_lease(key, owner, ttl, now).await
+            #[::async_trait::async_trait]
+            impl PendingStore for $name {
+                async fn put_pending(&self, pending: PendingAuthorization) -> Result<()> {
+                    self.0.put_pending(pending).await
+                }
+                async fn take_pending(&self, state_hash: &str) -> Result<Option<PendingAuthorization>> {
+                    self.0.take_pending(state_hash).await
+                }
             }
-            async fn release_lease(&self, key: &str, owner: &str) -> $crate::error::Result<bool> {
-                self.0.release_lease(key, owner).await
+
+            #[::async_trait::async_trait]
+            impl LeaseStore for $name {
+                async fn try_lease(&self, key: &str, owner: &str, ttl: Duration, now: SystemTime) -> Result<bool> {
+                    self.0.try_lease(key, owner, ttl, now).await
+                }
+                async fn release_lease(&self, key: &str, owner: &str) -> Result<bool> {
+                    self.0.release_lease(key, owner).await
+                }
             }
-        }
+        };
     };
 }
 pub(super) use sql_store;

@@ -5,142 +5,31 @@
 use std::str::FromStr;
 use std::time::Duration;
 
-use async_trait::async_trait;
-use sqlx::sqlite::{
-    Sqlite, SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions,
-    SqliteQueryResult, SqliteSynchronous,
-};
+use sqlx::sqlite::{Sqlite, SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
 
 use super::{Dialect, sql_store};
-use crate::connection::Connection;
 use crate::error::{Error, ErrorCode, Result};
 use crate::store::store_error;
 
-/// How long a writer waits for another writer's lock before giving up.
-const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
-
-/// SQLite's spelling: `?1` placeholders, `INTEGER` columns, and a `BEGIN IMMEDIATE` transaction (the file's write
-/// lock, taken at once) around every insert and migration, which is all it takes to keep concurrent ones apart.
+/// SQLite's dialect: a `BEGIN IMMEDIATE` transaction (the file's write lock, taken at once) around every insert and
+/// migration, which is all it takes to keep concurrent ones apart, in any process.
 pub(crate) struct Lite;
 
-#[async_trait]
 impl Dialect for Lite {
     type Db = Sqlite;
     const NAME: &'static str = "SQLite";
     const BEGIN: &'static str = "BEGIN IMMEDIATE";
-    const PARAM: char = '?';
-    const INT: &'static str = "INTEGER";
-    const ID_TYPE: &'static str = "TEXT";
-    const NO_LIMIT: &'static str = "LIMIT -1 ";
-    const SKIP_LOCKED: &'static str = "";
-    const RETURNING: bool = false;
 
-    fn equals_ignoring_ascii_case(column: &str, param: &str) -> String {
-        // NOCASE folds ASCII letters only.
-        format!("{column} = {param} COLLATE NOCASE")
+    /// `?1` placeholders; `INTEGER` (the same affinity as `BIGINT`, spelled as the tables always were); `TEXT`
+    /// compares byte-wise and `lower()` folds ASCII letters only without a collation; `LIMIT -1` for no limit; no
+    /// row locks to skip (the transaction holds the whole file).
+    fn spell(sql: String) -> String {
+        sql.replace('$', "?")
+            .replace("BIGINT", "INTEGER")
+            .replace(r#" COLLATE "C""#, "")
+            .replace("LIMIT ALL", "LIMIT -1")
+            .replace(" FOR UPDATE SKIP LOCKED", "")
     }
-
-    fn rows_affected(result: &SqliteQueryResult) -> u64 {
-        result.rows_affected()
-    }
-
-    async fn before_migrating(_: &mut SqliteConnection, _: &str) -> Result<bool> {
-        // `BEGIN IMMEDIATE` already runs migrations one after the other; `CREATE TABLE IF NOT EXISTS` is fine.
-        Ok(false)
-    }
-
-    async fn before_inserting(_: &mut SqliteConnection, _: &str, _: &Connection) -> Result<()> {
-        // `BEGIN IMMEDIATE` already runs inserts one after the other, in any process.
-        Ok(())
-    }
-}
-
-sql_store! {
-    /// Connections, pending authorizations and leases in a SQLite file (feature `sqlite`, on by default).
-    ///
-    /// What it promises:
-    ///
-    /// - **Durable writes.** The file is opened in WAL mode with `synchronous=FULL`: a write that returned `Ok` survives
-    ///   a crash or a power cut.
-    /// - **Several processes, one file.** Two processes (or two [`SqliteStore`]s in one process) opened on the same file
-    ///   behave like two workers sharing one store: compare-and-swap, "one portal, one tenant", the portal limit, the
-    ///   single take of a pending authorization and the lease rules all hold across them, because each is one SQL
-    ///   statement or one `BEGIN IMMEDIATE` transaction. A writer that finds the file locked waits up to 5 seconds (the
-    ///   busy timeout) before the call fails with [`ErrorCode::StoreUnavailable`]. The file must be on a local disk:
-    ///   SQLite's locking does not work over network file systems.
-    /// - **Its own tables.** Three tables and a schema-version table, all named with a prefix (`hubconnect` by default,
-    ///   see [`SqliteStore::open_with_prefix`]) so several apps can share one file. The schema is created and migrated
-    ///   when the store opens, in one transaction, whatever number of processes open it at once.
-    /// - **No panics on bad data.** A row that cannot be read back (an unknown status, broken JSON) is an
-    ///   [`ErrorCode::StoreUnavailable`] error naming the table and column.
-    ///
-    /// Tokens are stored as plain text: protect the file (permissions, disk encryption) as you would the tokens.
-    ///
-    /// Times are stored as integer Unix milliseconds (sub-millisecond parts are dropped), scopes and the last error as
-    /// JSON text, ids above `i64::MAX` (portal and user ids) as their two's-complement `INTEGER`.
-    ///
-    /// ```
-    /// # #[tokio::main(flavor = "current_thread")]
-    /// # async fn main() -> hubspot_connect::Result<()> {
-    /// use std::time::{Duration, UNIX_EPOCH};
-    /// use hubspot_connect::store::{ConnectionStore, InsertRules, Inserted, LeaseStore, SqliteStore};
-    /// use hubspot_connect::{AccessToken, Connection, RefreshToken};
-    ///
-    /// // A file path or `sqlite://path.db` in production; a private in-memory database here.
-    /// let store = SqliteStore::open("sqlite::memory:").await?;
-    /// let now = UNIX_EPOCH + Duration::from_secs(1_767_225_600);
-    /// let connection =
-    ///     Connection::new("acme", 12345, AccessToken::new("at"), Some(RefreshToken::new("rt")), None, now);
-    /// assert_eq!(store.insert(&connection, InsertRules::default()).await?, Inserted::Created);
-    ///
-    /// // Every later write is a compare-and-swap on the version.
-    /// let next = store.get(&connection.id).await?.expect("just inserted").next_version(now);
-    /// assert!(store.compare_and_swap(&next).await?);
-    /// assert!(!store.compare_and_swap(&next).await?); // stale now
-    ///
-    /// // One lease owner at a time.
-    /// assert!(store.try_lease("refresh:acme", "worker-1", Duration::from_secs(30), now).await?);
-    /// assert!(!store.try_lease("refresh:acme", "worker-2", Duration::from_secs(30), now).await?);
-    /// # Ok(())
-    /// # }
-    /// ```
-    ///
-    /// Cloning is cheap and shares the connection pool. `Debug` shows the table prefix and the pool, never a token.
-    pub struct SqliteStore(Lite, SqlitePool);
-
-    /// Opens (creating it if missing) the database at `url_or_path` with the default table prefix, and brings its
-    /// schema up to date.
-    ///
-    /// Accepts `sqlite://path.db`, `sqlite:path.db`, a plain file path, and `sqlite::memory:` (a private database
-    /// that lives as long as this store and its clones, on a single connection). A URL's query parameters are passed
-    /// to sqlx's `SqliteConnectOptions`; the database must be writable (the schema is checked on open).
-    ///
-    /// # Errors
-    /// [`ErrorCode::StoreUnavailable`] when the file cannot be opened or migrated, [`ErrorCode::InvalidConfig`] for
-    /// a malformed URL.
-    fn open(url_or_path);
-
-    /// Like [`SqliteStore::open`], with tables named `{prefix}_connections`, `{prefix}_pending`,
-    /// `{prefix}_leases` and `{prefix}_schema`, so several apps can share one file.
-    ///
-    /// # Errors
-    /// [`ErrorCode::InvalidConfig`] unless `prefix` is 1 to 32 ASCII letters, digits or underscores; otherwise as
-    /// [`SqliteStore::open`].
-    fn open_with_prefix(url_or_path, prefix) via connect_pool;
-
-    /// A store over a pool you configured yourself, with tables named by `prefix`; brings the schema up to date.
-    ///
-    /// Configure the pool as [`SqliteStore::open`] does for the same guarantees: WAL journal, `synchronous=FULL`, a
-    /// busy timeout, and a single connection for an in-memory database.
-    ///
-    /// # Errors
-    /// [`ErrorCode::InvalidConfig`] for an invalid prefix (see [`SqliteStore::open_with_prefix`]),
-    /// [`ErrorCode::StoreUnavailable`] when the schema cannot be created or is newer than this crate knows.
-    fn from_pool;
-
-    /// Closes the pool (every clone's too) after the calls under way finish, checkpointing the WAL into the file.
-    /// Calls made after this fail with [`ErrorCode::StoreUnavailable`].
-    fn close;
 }
 
 /// Connects the pool [`SqliteStore::open`] uses: WAL, `synchronous=FULL`, the busy timeout, private files, and
@@ -159,6 +48,93 @@ async fn connect_pool(url_or_path: &str) -> Result<SqlitePool> {
     };
     connect_with_retry(pool_options, options).await
 }
+
+sql_store! {
+/// Connections, pending authorizations and leases in a SQLite file (feature `sqlite`, on by default).
+///
+/// What it promises:
+///
+/// - **Durable writes.** The file is opened in WAL mode with `synchronous=FULL`: a write that returned `Ok` survives
+///   a crash or a power cut.
+/// - **Several processes, one file.** Two processes (or two [`SqliteStore`]s in one process) opened on the same file
+///   behave like two workers sharing one store: compare-and-swap, "one portal, one tenant", the portal limit, the
+///   single take of a pending authorization and the lease rules all hold across them, because each is one SQL
+///   statement or one `BEGIN IMMEDIATE` transaction. A writer that finds the file locked waits up to 5 seconds (the
+///   busy timeout) before the call fails with [`ErrorCode::StoreUnavailable`]. The file must be on a local disk:
+///   SQLite's locking does not work over network file systems.
+/// - **Its own tables.** Three tables and a schema-version table, all named with a prefix (`hubconnect` by default,
+///   see [`SqliteStore::open_with_prefix`]) so several apps can share one file. The schema is created and migrated
+///   when the store opens, in one transaction, whatever number of processes open it at once.
+/// - **No panics on bad data.** A row that cannot be read back (an unknown status, broken JSON) is an
+///   [`ErrorCode::StoreUnavailable`] error naming the table and column.
+///
+/// Tokens are stored as plain text: protect the file (permissions, disk encryption) as you would the tokens.
+///
+/// Times are stored as integer Unix milliseconds (sub-millisecond parts are dropped), scopes and the last error as
+/// JSON text, ids above `i64::MAX` (portal and user ids) as their two's-complement `INTEGER`.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> hubspot_connect::Result<()> {
+/// use std::time::{Duration, UNIX_EPOCH};
+/// use hubspot_connect::store::{ConnectionStore, InsertRules, Inserted, LeaseStore, SqliteStore};
+/// use hubspot_connect::{AccessToken, Connection, RefreshToken};
+///
+/// // A file path or `sqlite://path.db` in production; a private in-memory database here.
+/// let store = SqliteStore::open("sqlite::memory:").await?;
+/// let now = UNIX_EPOCH + Duration::from_secs(1_767_225_600);
+/// let connection =
+///     Connection::new("acme", 12345, AccessToken::new("at"), Some(RefreshToken::new("rt")), None, now);
+/// assert_eq!(store.insert(&connection, InsertRules::default()).await?, Inserted::Created);
+///
+/// // Every later write is a compare-and-swap on the version.
+/// let next = store.get(&connection.id).await?.expect("just inserted").next_version(now);
+/// assert!(store.compare_and_swap(&next).await?);
+/// assert!(!store.compare_and_swap(&next).await?); // stale now
+///
+/// // One lease owner at a time.
+/// assert!(store.try_lease("refresh:acme", "worker-1", Duration::from_secs(30), now).await?);
+/// assert!(!store.try_lease("refresh:acme", "worker-2", Duration::from_secs(30), now).await?);
+/// # Ok(())
+/// # }
+/// ```
+///
+/// Cloning is cheap and shares the connection pool. `Debug` shows the table prefix and the pool, never a token.
+pub struct SqliteStore(Lite, SqlitePool);
+
+/// Opens (creating it if missing) the database at `url_or_path` with the default table prefix, and brings its
+/// schema up to date.
+///
+/// Accepts `sqlite://path.db`, `sqlite:path.db`, a plain file path, and `sqlite::memory:` (a private database
+/// that lives as long as this store and its clones, on a single connection). A URL's query parameters are passed
+/// to sqlx's `SqliteConnectOptions`; the database must be writable (the schema is checked on open).
+///
+/// # Errors
+/// [`ErrorCode::StoreUnavailable`] when the file cannot be opened or migrated, [`ErrorCode::InvalidConfig`] for
+/// a malformed URL.
+fn open(url_or_path);
+
+/// Like [`SqliteStore::open`], with tables named `{prefix}_connections`, `{prefix}_pending`,
+/// `{prefix}_leases` and `{prefix}_schema`, so several apps can share one file.
+///
+/// # Errors
+/// [`ErrorCode::InvalidConfig`] unless `prefix` is 1 to 32 ASCII letters, digits or underscores; otherwise as
+/// [`SqliteStore::open`].
+fn open_with_prefix(url_or_path, prefix) via connect_pool;
+
+/// A store over a pool you configured yourself, with tables named by `prefix`; brings the schema up to date.
+///
+/// Configure the pool as [`SqliteStore::open`] does for the same guarantees: WAL journal, `synchronous=FULL`, a
+/// busy timeout, and a single connection for an in-memory database.
+///
+/// # Errors
+/// [`ErrorCode::InvalidConfig`] for an invalid prefix (see [`SqliteStore::open_with_prefix`]),
+/// [`ErrorCode::StoreUnavailable`] when the schema cannot be created or is newer than this crate knows.
+fn from_pool;
+}
+
+/// How long a writer waits for another writer's lock before giving up.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Parses a URL or path into connect options with this store's settings; also says whether it is in memory.
 fn connect_options(url_or_path: &str) -> Result<(SqliteConnectOptions, bool)> {
