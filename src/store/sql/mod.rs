@@ -143,68 +143,49 @@ impl Statements {
         let pending_columns = PendingRecord::COLUMNS.join(", ");
         let pending_sets: Vec<String> =
             PendingRecord::COLUMNS.iter().skip(1).map(|col| format!("{col} = excluded.{col}")).collect();
-        let all = Self {
-            get: format!("SELECT {columns} FROM {c} WHERE id = $1"),
-            find_same: format!("SELECT {columns} FROM {c} WHERE tenant = $1 AND portal_id = $2 ORDER BY id LIMIT 1"),
-            find_portal_owner: format!("SELECT tenant FROM {c} WHERE portal_id = $1 ORDER BY id LIMIT 1"),
-            count_held: format!("SELECT COUNT(*) FROM {c} WHERE tenant = $1"),
-            insert: format!("INSERT INTO {c} ({columns}) VALUES ({})", params(1, n)),
-            compare_and_swap: format!(
+        let s = |sql: String| spell::<D>(sql, prefix);
+        Self {
+            get: s(format!("SELECT {columns} FROM {c} WHERE id = $1")),
+            find_same: s(format!("SELECT {columns} FROM {c} WHERE tenant = $1 AND portal_id = $2 ORDER BY id LIMIT 1")),
+            find_portal_owner: s(format!("SELECT tenant FROM {c} WHERE portal_id = $1 ORDER BY id LIMIT 1")),
+            count_held: s(format!("SELECT COUNT(*) FROM {c} WHERE tenant = $1")),
+            insert: s(format!("INSERT INTO {c} ({columns}) VALUES ({})", params(1, n))),
+            compare_and_swap: s(format!(
                 "UPDATE {c} SET {}, version = ${n} WHERE id = $1 AND version = ${} RETURNING version",
                 sets.join(", "),
                 n + 1,
-            ),
-            delete: format!("DELETE FROM {c} WHERE id = $1 RETURNING id"),
-            list: format!("SELECT {columns} FROM {c}"),
+            )),
+            delete: s(format!("DELETE FROM {c} WHERE id = $1 RETURNING id")),
+            list: s(format!("SELECT {columns} FROM {c}")),
             // Purges what expired before $1 (PENDING_GRACE before the new one was created; NULL: nothing). SKIP
             // LOCKED: two puts purging at once never wait for (or deadlock on) each other, nor on a take under way.
-            purge_pending: format!(
+            purge_pending: s(format!(
                 "DELETE FROM {pending} WHERE state_hash IN (
                     SELECT state_hash FROM {pending} WHERE expires_at_ms <= $1 AND state_hash <> $2
                     FOR UPDATE SKIP LOCKED
                  )"
-            ),
-            put_pending: format!(
+            )),
+            put_pending: s(format!(
                 "INSERT INTO {pending} ({pending_columns}) VALUES ({}) ON CONFLICT (state_hash) DO UPDATE SET {}",
                 params(1, PendingRecord::COLUMNS.len()),
                 pending_sets.join(", ")
-            ),
-            cap_pending: format!(
+            )),
+            cap_pending: s(format!(
                 "DELETE FROM {pending} WHERE state_hash IN (
                     SELECT state_hash FROM {pending} WHERE tenant = $1 AND state_hash <> $2
                     ORDER BY created_at_ms DESC, state_hash DESC LIMIT ALL OFFSET $3 FOR UPDATE SKIP LOCKED
                  )"
-            ),
-            take_pending: format!("DELETE FROM {pending} WHERE state_hash = $1 RETURNING {pending_columns}"),
+            )),
+            take_pending: s(format!("DELETE FROM {pending} WHERE state_hash = $1 RETURNING {pending_columns}")),
             // A row comes back if it inserted the lease, or updated it (same owner, expired, or absurdly far ahead:
             // see `lease_is_absurd`).
-            try_lease: format!(
+            try_lease: s(format!(
                 "INSERT INTO {leases} (key, owner, until_ms) VALUES ($1, $2, $3) \
                  ON CONFLICT (key) DO UPDATE SET owner = excluded.owner, until_ms = excluded.until_ms \
                  WHERE {leases}.owner = excluded.owner OR {leases}.until_ms <= $4 OR {leases}.until_ms > 2 * $3 - $4 \
                  RETURNING key"
-            ),
-            release_lease: format!("DELETE FROM {leases} WHERE key = $1 AND owner = $2 RETURNING key"),
-        };
-        all.map(|sql| spell::<D>(sql, prefix))
-    }
-
-    fn map(self, f: impl Fn(String) -> String) -> Self {
-        Self {
-            get: f(self.get),
-            find_same: f(self.find_same),
-            find_portal_owner: f(self.find_portal_owner),
-            count_held: f(self.count_held),
-            insert: f(self.insert),
-            compare_and_swap: f(self.compare_and_swap),
-            delete: f(self.delete),
-            list: f(self.list),
-            purge_pending: f(self.purge_pending),
-            put_pending: f(self.put_pending),
-            cap_pending: f(self.cap_pending),
-            take_pending: f(self.take_pending),
-            try_lease: f(self.try_lease),
-            release_lease: f(self.release_lease),
+            )),
+            release_lease: s(format!("DELETE FROM {leases} WHERE key = $1 AND owner = $2 RETURNING key")),
         }
     }
 }
