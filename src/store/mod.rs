@@ -14,16 +14,14 @@
 //!
 #![doc = include_str!("../../docs/stores.md")]
 
-#[cfg(any(feature = "sqlite", feature = "postgres", feature = "redis"))]
-mod codec;
 pub(crate) mod encrypted;
 mod memory;
-#[cfg(feature = "postgres")]
-mod postgres;
+#[cfg(any(feature = "sqlite", feature = "postgres", feature = "redis"))]
+mod record;
 #[cfg(feature = "redis")]
 pub(crate) mod redis;
-#[cfg(feature = "sqlite")]
-mod sqlite;
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+mod sql;
 
 use std::fmt;
 use std::time::{Duration, SystemTime};
@@ -32,15 +30,15 @@ use async_trait::async_trait;
 
 pub use self::encrypted::{EncryptedStore, EncryptionKey, KeyRing, RotationReport};
 pub use self::memory::MemoryStore;
-#[cfg(feature = "postgres")]
-#[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
-pub use self::postgres::PostgresStore;
 #[cfg(feature = "redis")]
 #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
 pub use self::redis::RedisStore;
+#[cfg(feature = "postgres")]
+#[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
+pub use self::sql::postgres::PostgresStore;
 #[cfg(feature = "sqlite")]
 #[cfg_attr(docsrs, doc(cfg(feature = "sqlite")))]
-pub use self::sqlite::SqliteStore;
+pub use self::sql::sqlite::SqliteStore;
 
 use crate::connection::{Connection, ConnectionId, ConnectionStatus, PendingAuthorization};
 #[allow(unused_imports)]

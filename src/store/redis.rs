@@ -6,18 +6,14 @@ use std::fmt;
 use std::time::{Duration, SystemTime};
 
 use ::redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use ::redis::{AsyncCommands, Script};
+use ::redis::{AsyncCommands, Script, ScriptInvocation};
 use async_trait::async_trait;
-use serde::{Deserialize, Serialize};
 
-use super::codec::{StoredLastError, from_ms, parse_kind, to_ms, validate_prefix};
+use super::record::{Bad, ConnectionRecord, PendingRecord, to_ms, validate_prefix};
 use super::{ConnectionFilter, ConnectionStore, InsertRules, Inserted, LeaseStore, PendingStore, store_error};
 use crate::clock::saturating_add;
-use crate::connection::{Connection, ConnectionId, ConnectionStatus, PendingAuthorization};
-use crate::connector::AccountType;
+use crate::connection::{Connection, ConnectionId, PendingAuthorization};
 use crate::error::{Error, ErrorCode, Result};
-use crate::scope::Scope;
-use crate::secret::{AccessToken, PkceVerifier, RefreshToken};
 
 use super::PENDING_GRACE;
 
@@ -210,6 +206,13 @@ impl RedisStore {
         }
     }
 
+    /// `script` with the keys of `c`: its record, its tenant's index and its portal's index.
+    fn keyed<'a>(&self, script: &'a Script, c: &Connection) -> ScriptInvocation<'a> {
+        let mut invocation = script.key(self.connection_key(c.id.as_str()));
+        invocation.key(self.tenant_key(&c.tenant)).key(self.portal_key(c.portal_id));
+        invocation
+    }
+
     fn connection_key(&self, id: &str) -> String {
         format!("{}c:{id}", self.base)
     }
@@ -331,44 +334,6 @@ end
 return 0
 "#;
 
-/// A connection's record (everything but its version, which is a field of its own for the scripts to compare).
-#[derive(Serialize, Deserialize)]
-struct StoredConnection {
-    id: String,
-    tenant: String,
-    portal_id: u64,
-    kind: String,
-    status: String,
-    access_token: String,
-    refresh_token: Option<String>,
-    expires_at_ms: Option<i64>,
-    scopes: Vec<Scope>,
-    installed_by: Option<String>,
-    installed_by_user_id: Option<u64>,
-    hub_domain: Option<String>,
-    account_type: Option<String>,
-    last_error: Option<StoredLastError>,
-    retry_at_ms: Option<i64>,
-    failures: u32,
-    created_at_ms: i64,
-    updated_at_ms: i64,
-    refreshed_at_ms: i64,
-}
-
-#[derive(Serialize, Deserialize)]
-struct StoredPending {
-    state_hash: String,
-    tenant: String,
-    pkce_verifier: String,
-    required_scopes: Vec<Scope>,
-    optional_scopes: Vec<Scope>,
-    portal_id: Option<u64>,
-    return_to: Option<String>,
-    reconnect: Option<String>,
-    created_at_ms: i64,
-    expires_at_ms: i64,
-}
-
 fn corrupt(what: &str, detail: impl fmt::Display) -> Error {
     Error::new(ErrorCode::StoreUnavailable, format!("a stored {what} cannot be read: {detail}"))
 }
@@ -380,108 +345,32 @@ fn parse_record<T: serde::de::DeserializeOwned>(what: &str, record: &str) -> Res
     })
 }
 
-/// A stored time, or an error naming the field.
-fn time_of(what: &str, ms: i64, field: &str) -> Result<SystemTime> {
-    from_ms(ms).ok_or_else(|| corrupt(what, format_args!("{field} out of range")))
-}
-
 fn encode_connection(c: &Connection) -> Result<String> {
-    let stored = StoredConnection {
-        id: c.id.as_str().to_owned(),
-        tenant: c.tenant.clone(),
-        portal_id: c.portal_id,
-        kind: c.kind.as_str().to_owned(),
-        status: c.status.as_str().to_owned(),
-        access_token: c.access_token.secret().to_owned(),
-        refresh_token: c.refresh_token.as_ref().map(|t| t.secret().to_owned()),
-        expires_at_ms: c.expires_at.map(to_ms),
-        scopes: c.scopes.clone(),
-        installed_by: c.installed_by.clone(),
-        installed_by_user_id: c.installed_by_user_id,
-        hub_domain: c.hub_domain.clone(),
-        account_type: c.account_type.as_ref().map(|a| a.as_str().to_owned()),
-        last_error: c.last_error.as_ref().map(StoredLastError::new),
-        retry_at_ms: c.retry_at.map(to_ms),
-        failures: c.failures,
-        created_at_ms: to_ms(c.created_at),
-        updated_at_ms: to_ms(c.updated_at),
-        refreshed_at_ms: to_ms(c.refreshed_at),
-    };
     // serde_json's error for this struct never quotes a value.
-    serde_json::to_string(&stored).map_err(|e| store_error("encoding a connection", e))
+    serde_json::to_string(&ConnectionRecord::new(c)).map_err(|e| store_error("encoding a connection", e))
 }
 
 fn decode_connection(version: &str, record: &str) -> Result<Connection> {
     const WHAT: &str = "connection";
     let version: u64 = version.parse().map_err(|_| corrupt(WHAT, "its version is not a number"))?;
-    let s: StoredConnection = parse_record(WHAT, record)?;
-    let time = |ms: i64, field: &str| time_of(WHAT, ms, field);
+    let s: ConnectionRecord = parse_record(WHAT, record)?;
     // Only an id of the crate's own shape is named: an error never quotes what a damaged record holds.
     let own_id = s.id.len() <= 64
         && s.id
             .strip_prefix("hc_")
             .is_some_and(|rest| rest.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit()));
     let id = if own_id { format!("{:?}", s.id) } else { "(an id of another shape)".to_owned() };
-    Ok(Connection {
-        kind: parse_kind(&s.kind).ok_or_else(|| corrupt(WHAT, format_args!("{id}: unknown credential kind")))?,
-        status: ConnectionStatus::parse(&s.status)
-            .ok_or_else(|| corrupt(WHAT, format_args!("{id}: unknown status")))?,
-        expires_at: s.expires_at_ms.map(|ms| time(ms, "expires_at")).transpose()?,
-        last_error: match s.last_error {
-            Some(e) => Some(e.into_last_error().ok_or_else(|| corrupt(WHAT, "last_error time out of range"))?),
-            None => None,
-        },
-        retry_at: s.retry_at_ms.map(|ms| time(ms, "retry_at")).transpose()?,
-        created_at: time(s.created_at_ms, "created_at")?,
-        updated_at: time(s.updated_at_ms, "updated_at")?,
-        refreshed_at: time(s.refreshed_at_ms, "refreshed_at")?,
-        id: ConnectionId::new(s.id),
-        tenant: s.tenant,
-        portal_id: s.portal_id,
-        access_token: AccessToken::new(s.access_token),
-        refresh_token: s.refresh_token.map(RefreshToken::new),
-        scopes: s.scopes,
-        installed_by: s.installed_by,
-        installed_by_user_id: s.installed_by_user_id,
-        hub_domain: s.hub_domain,
-        account_type: s.account_type.map(|a| AccountType::parse(&a)),
-        failures: s.failures,
-        version,
-    })
+    s.into_connection(version).map_err(|Bad { field, problem }| corrupt(WHAT, format_args!("{id}: {field}: {problem}")))
 }
 
 fn encode_pending(p: &PendingAuthorization) -> Result<String> {
-    let stored = StoredPending {
-        state_hash: p.state_hash.clone(),
-        tenant: p.tenant.clone(),
-        pkce_verifier: p.pkce_verifier.secret().to_owned(),
-        required_scopes: p.required_scopes.clone(),
-        optional_scopes: p.optional_scopes.clone(),
-        portal_id: p.portal_id,
-        return_to: p.return_to.clone(),
-        reconnect: p.reconnect.as_ref().map(|r| r.as_str().to_owned()),
-        created_at_ms: to_ms(p.created_at),
-        expires_at_ms: to_ms(p.expires_at),
-    };
-    serde_json::to_string(&stored).map_err(|e| store_error("encoding a pending authorization", e))
+    serde_json::to_string(&PendingRecord::new(p)).map_err(|e| store_error("encoding a pending authorization", e))
 }
 
 fn decode_pending(record: &str) -> Result<PendingAuthorization> {
     const WHAT: &str = "pending authorization";
-    let s: StoredPending = parse_record(WHAT, record)?;
-    let time = |ms: i64, field: &str| time_of(WHAT, ms, field);
-    Ok(PendingAuthorization {
-        created_at: time(s.created_at_ms, "created_at")?,
-        expires_at: time(s.expires_at_ms, "expires_at")?,
-        state_hash: s.state_hash,
-        tenant: s.tenant,
-        pkce_verifier: PkceVerifier::new(s.pkce_verifier),
-        required_scopes: s.required_scopes,
-        optional_scopes: s.optional_scopes,
-        portal_id: s.portal_id,
-        return_to: s.return_to,
-        reconnect: s.reconnect.map(ConnectionId::new),
-    })
+    let s: PendingRecord = parse_record(WHAT, record)?;
+    s.into_pending().map_err(|Bad { field, problem }| corrupt(WHAT, format_args!("{field}: {problem}")))
 }
 
 /// Milliseconds for `PEXPIRE`/`PX`: at least 1, saturating.
@@ -506,21 +395,18 @@ impl ConnectionStore for RedisStore {
     async fn insert(&self, connection: &Connection, rules: InsertRules) -> Result<Inserted> {
         let record = encode_connection(connection)?;
         let mut conn = self.conn.clone();
-        let reply: Vec<String> = Script::new(INSERT)
-            .key(self.connection_key(connection.id.as_str()))
-            .key(self.tenant_key(&connection.tenant))
-            .key(self.portal_key(connection.portal_id))
-            .key(self.ids_key())
-            .arg(connection.id.as_str())
-            .arg(&connection.tenant)
-            .arg(connection.portal_id.to_string())
-            .arg(record)
-            .arg(if rules.allow_shared_portals { "1" } else { "0" })
-            .arg(rules.max_portals.map(|m| m.to_string()).unwrap_or_default())
-            .arg(format!("{}c:", self.base))
-            .invoke_async(&mut conn)
-            .await
-            .map_err(|e| store_error("inserting a connection", e))?;
+        let script = Script::new(INSERT);
+        let mut invocation = self.keyed(&script, connection);
+        invocation.key(self.ids_key());
+        let shared = if rules.allow_shared_portals { "1" } else { "0" };
+        let max_portals = rules.max_portals.map(|m| m.to_string()).unwrap_or_default();
+        let portal = connection.portal_id.to_string();
+        let base = format!("{}c:", self.base);
+        for arg in [connection.id.as_str(), &connection.tenant, &portal, &record, shared, &max_portals, &base] {
+            invocation.arg(arg);
+        }
+        let reply: Vec<String> =
+            invocation.invoke_async(&mut conn).await.map_err(|e| store_error("inserting a connection", e))?;
         match reply.as_slice() {
             [created] if created == "created" => Ok(Inserted::Created),
             [existing, v, d] if existing == "existing" => Ok(Inserted::Existing(Box::new(decode_connection(v, d)?))),
@@ -540,10 +426,9 @@ impl ConnectionStore for RedisStore {
         let Some(expected) = next.version.checked_sub(1) else { return Ok(false) };
         let record = encode_connection(next)?;
         let mut conn = self.conn.clone();
-        let swapped: i64 = Script::new(COMPARE_AND_SWAP)
-            .key(self.connection_key(next.id.as_str()))
-            .key(self.tenant_key(&next.tenant))
-            .key(self.portal_key(next.portal_id))
+        let script = Script::new(COMPARE_AND_SWAP);
+        let swapped: i64 = self
+            .keyed(&script, next)
             .arg(expected.to_string())
             .arg(next.version.to_string())
             .arg(&next.tenant)
@@ -733,7 +618,11 @@ mod tests {
 
     mod properties {
         use super::*;
-        use crate::connection::{CredentialKind, LastError};
+        use crate::connection::{ConnectionStatus, CredentialKind, LastError};
+        use crate::connector::AccountType;
+        use crate::scope::Scope;
+        use crate::secret::{AccessToken, PkceVerifier, RefreshToken};
+        use crate::store::record::from_ms;
         use proptest::prelude::*;
 
         fn time() -> impl Strategy<Value = SystemTime> {
