@@ -32,8 +32,8 @@ pub use error::{Error, ErrorCode, HubSpotError, HubSpotErrorDetail, Result};
 pub use hubspot::{ApiVersion, HubSpotConnector, HubSpotConnectorBuilder, RetryPolicy, TokenInfo, TokenKind};
 pub use manager::{
     BeginOptions, Begun, Callback, Completed, ConnectionSummary, Connections, ConnectionsBuilder, Disconnected,
-    ErrorSummary, Event, EventKind, PlanLimit, Policy, PortalLimit, SweepOptions, SweepReport, TestReport,
-    validate_return_path,
+    ErrorSummary, Event, EventKind, PlanLimit, Policy, PortalLimit, SweepOptions, SweepReport, TenantConnections,
+    TestReport, validate_return_path,
 };
 pub use scope::{MissingScopes, Scope, ScopeSet, Scopes, presets};
 pub use secret::{AccessToken, AuthorizationCode, ClientSecret, CsrfState, PkceVerifier, RefreshToken};

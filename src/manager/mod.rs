@@ -5,6 +5,7 @@ mod callback;
 mod event;
 mod refresh;
 mod summary;
+mod tenant;
 
 use std::fmt;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -16,6 +17,7 @@ use url::Url;
 pub use self::callback::{Callback, validate_return_path};
 pub use self::event::{Event, EventKind};
 pub use self::summary::{ConnectionSummary, Disconnected, ErrorSummary, TestReport};
+pub use self::tenant::TenantConnections;
 
 use crate::clock::{Clock, SystemClock, saturating_add};
 use crate::connection::{Connection, ConnectionId, ConnectionStatus, CredentialKind, LastError, PendingAuthorization};
