@@ -449,25 +449,7 @@ impl HubSpotError {
     }
 
     fn truncate_fields(&mut self) {
-        let fields = [
-            &mut self.error,
-            &mut self.error_description,
-            &mut self.status,
-            &mut self.message,
-            &mut self.correlation_id,
-            &mut self.category,
-            &mut self.sub_category,
-            &mut self.policy_name,
-            &mut self.error_type,
-        ];
-        for text in fields.into_iter().flatten() {
-            *text = truncate(text);
-        }
-        for e in &mut self.errors {
-            for text in [&mut e.message, &mut e.code, &mut e.r#in, &mut e.sub_category].into_iter().flatten() {
-                *text = truncate(text);
-            }
-        }
+        self.each_text_mut(|text| *text = truncate(text));
     }
 
     fn from_json_whole(http_status: Option<u16>, body: &[u8]) -> Option<Self> {
@@ -531,6 +513,11 @@ impl HubSpotError {
 
     /// Replaces every occurrence of each secret in the text fields with `[redacted]`.
     pub(crate) fn scrub(&mut self, secrets: &[&str]) {
+        self.each_text_mut(|text| *text = scrub(text, secrets));
+    }
+
+    /// Applies `f` to every text the body holds, the scopes HubSpot names in `errors[].context` included.
+    fn each_text_mut(&mut self, mut f: impl FnMut(&mut String)) {
         let fields = [
             &mut self.error,
             &mut self.error_description,
@@ -543,14 +530,14 @@ impl HubSpotError {
             &mut self.error_type,
         ];
         for text in fields.into_iter().flatten() {
-            *text = scrub(text, secrets);
+            f(text);
         }
         for e in &mut self.errors {
             for text in [&mut e.message, &mut e.code, &mut e.r#in, &mut e.sub_category].into_iter().flatten() {
-                *text = scrub(text, secrets);
+                f(text);
             }
             for scope in &mut e.scopes {
-                *scope = scrub(scope, secrets);
+                f(scope);
             }
         }
     }
