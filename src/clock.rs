@@ -221,6 +221,47 @@ pub(crate) fn saturating_add(start: SystemTime, lifetime: Duration) -> SystemTim
     start.checked_add(lifetime).unwrap_or_else(|| UNIX_EPOCH + Duration::from_secs(253_402_300_799)) // 9999-12-31T23:59:59Z
 }
 
+/// Times as RFC 3339 in UTC, the one way the crate writes them (events, summaries, the fake's answers). A time
+/// outside the years 1970 to 9999 is written as the nearest of them instead of failing: a corrupt stored time must
+/// not panic a serializer.
+pub(crate) mod rfc3339 {
+    use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+    /// The last millisecond of the year 9999, the last time RFC 3339 can write.
+    const LAST: Duration = Duration::from_millis(253_402_300_799_999);
+
+    fn writable(t: SystemTime) -> SystemTime {
+        t.clamp(UNIX_EPOCH, UNIX_EPOCH + LAST)
+    }
+
+    /// `2026-01-15T10:00:00Z`.
+    pub(crate) fn seconds(t: SystemTime) -> String {
+        humantime::format_rfc3339_seconds(writable(t)).to_string()
+    }
+
+    /// `2026-01-15T10:00:00.123Z`, as HubSpot writes its timestamps.
+    #[cfg_attr(not(feature = "test-util"), allow(dead_code))]
+    pub(crate) fn millis(t: SystemTime) -> String {
+        humantime::format_rfc3339_millis(writable(t)).to_string()
+    }
+
+    /// Serde: a `SystemTime` as RFC 3339 seconds.
+    pub(crate) fn serialize<S: serde::Serializer>(t: &SystemTime, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&seconds(*t))
+    }
+
+    /// Serde: an `Option<SystemTime>` as RFC 3339 seconds or `null`.
+    pub(crate) mod option {
+        use std::time::SystemTime;
+        pub(crate) fn serialize<S: serde::Serializer>(t: &Option<SystemTime>, s: S) -> Result<S::Ok, S::Error> {
+            match t {
+                Some(t) => s.serialize_str(&super::seconds(*t)),
+                None => s.serialize_none(),
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -275,6 +316,18 @@ mod tests {
         assert_eq!(clock.monotonic(), Duration::from_secs(10), "a step back leaves monotonic time alone");
         clock.set(start);
         assert_eq!(clock.monotonic(), Duration::from_secs(3_610), "a step forward moves it");
+    }
+
+    #[test]
+    fn rfc3339_dates_and_the_edges_of_what_it_can_write() {
+        use super::rfc3339::{millis, seconds};
+        assert_eq!(millis(UNIX_EPOCH), "1970-01-01T00:00:00.000Z");
+        assert_eq!(millis(UNIX_EPOCH - Duration::from_secs(1)), "1970-01-01T00:00:00.000Z", "clamped");
+        assert_eq!(millis(UNIX_EPOCH + Duration::from_millis(1_705_312_800_123)), "2024-01-15T10:00:00.123Z");
+        assert_eq!(millis(UNIX_EPOCH + Duration::from_secs(951_782_400)), "2000-02-29T00:00:00.000Z");
+        assert_eq!(seconds(UNIX_EPOCH + Duration::from_millis(1_705_312_800_123)), "2024-01-15T10:00:00Z");
+        let far = UNIX_EPOCH + Duration::from_secs(400_000_000_000);
+        assert_eq!(seconds(far), "9999-12-31T23:59:59Z", "a corrupt far-future time does not panic");
     }
 
     #[test]

@@ -38,7 +38,7 @@ pub struct Event {
     /// Its portal.
     pub portal_id: u64,
     /// When.
-    #[serde(with = "crate::manager::rfc3339")]
+    #[serde(with = "crate::clock::rfc3339")]
     pub at: SystemTime,
     /// Why, for failures.
     pub error: Option<LastError>,

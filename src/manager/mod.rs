@@ -777,29 +777,6 @@ fn apply_installation(c: &mut Connection, installed: &Installation) {
     c.account_type = installed.account_type().cloned();
 }
 
-/// Serde helpers: `SystemTime` as RFC 3339 (seconds).
-pub(crate) mod rfc3339 {
-    use std::time::SystemTime;
-
-    pub(crate) fn format(t: SystemTime) -> String {
-        humantime::format_rfc3339_seconds(t).to_string()
-    }
-
-    pub(crate) fn serialize<S: serde::Serializer>(t: &SystemTime, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&format(*t))
-    }
-
-    pub(crate) mod option {
-        use std::time::SystemTime;
-        pub(crate) fn serialize<S: serde::Serializer>(t: &Option<SystemTime>, s: S) -> Result<S::Ok, S::Error> {
-            match t {
-                Some(t) => s.serialize_str(&super::format(*t)),
-                None => s.serialize_none(),
-            }
-        }
-    }
-}
-
 #[allow(dead_code)]
 fn _assert_send(c: &Connections) -> impl Send + '_ {
     let _ = Scope::OAUTH;

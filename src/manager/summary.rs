@@ -30,7 +30,7 @@ pub struct ConnectionSummary {
     /// The account type.
     pub account_type: Option<AccountType>,
     /// When the access token expires (RFC 3339).
-    #[serde(serialize_with = "crate::manager::rfc3339::option::serialize")]
+    #[serde(serialize_with = "crate::clock::rfc3339::option::serialize")]
     pub expires_at: Option<SystemTime>,
     /// The last error, if the connection is unhealthy.
     pub last_error: Option<ErrorSummary>,

@@ -8,9 +8,10 @@ use serde_json::{Map, Value, json};
 use wiremock::ResponseTemplate;
 
 use super::random;
-use super::state::crm::{FakeObject, Limited, default_properties, last_modified_property, rfc3339_millis};
+use super::state::crm::{FakeObject, Limited, default_properties, last_modified_property};
 use super::state::{Grant, Minted, TokenError};
 use super::types::{ErrorStyle, Failure, FakePortal, TokenFields};
+use crate::clock::rfc3339;
 
 /// An HTTP answer, before it becomes a [`ResponseTemplate`].
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -373,8 +374,8 @@ pub(crate) fn object_json(id: u64, object: &FakeObject, object_type: &str, wante
     json!({
         "id": id.to_string(),
         "properties": properties,
-        "createdAt": rfc3339_millis(object.created_at),
-        "updatedAt": rfc3339_millis(object.updated_at),
+        "createdAt": rfc3339::millis(object.created_at),
+        "updatedAt": rfc3339::millis(object.updated_at),
         "archived": false,
     })
 }

@@ -120,7 +120,7 @@ impl Crm {
         self.seed(portal_id);
         let id = self.next_id;
         self.next_id += 1;
-        let stamp = rfc3339_millis(now);
+        let stamp = crate::clock::rfc3339::millis(now);
         properties.insert("hs_object_id".to_owned(), id.to_string());
         properties.insert("createdate".to_owned(), stamp.clone());
         properties.insert(last_modified_property(object_type).to_owned(), stamp);
@@ -250,26 +250,10 @@ pub(crate) fn default_properties(object_type: &str) -> &'static [&'static str] {
     }
 }
 
-/// HubSpot's timestamps, RFC 3339 in UTC with milliseconds: `2024-01-15T10:00:00.123Z`. A time outside the years
-/// 1970 to 9999 is written as the nearest of them.
-pub(crate) fn rfc3339_millis(time: SystemTime) -> String {
-    /// The last millisecond of the year 9999, the last time RFC 3339 can write.
-    const LAST: Duration = Duration::from_millis(253_402_300_799_999);
-    humantime::format_rfc3339_millis(time.clamp(UNIX_EPOCH, UNIX_EPOCH + LAST)).to_string()
-}
-
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn rfc3339_dates() {
-        assert_eq!(rfc3339_millis(UNIX_EPOCH), "1970-01-01T00:00:00.000Z");
-        assert_eq!(rfc3339_millis(UNIX_EPOCH - Duration::from_secs(1)), "1970-01-01T00:00:00.000Z", "clamped");
-        assert_eq!(rfc3339_millis(UNIX_EPOCH + Duration::from_millis(1_705_312_800_123)), "2024-01-15T10:00:00.123Z");
-        assert_eq!(rfc3339_millis(UNIX_EPOCH + Duration::from_secs(951_782_400)), "2000-02-29T00:00:00.000Z");
-    }
 
     #[test]
     fn windows_are_half_open() {
