@@ -168,6 +168,16 @@ async fn until(what: &str, f: impl Fn() -> bool) {
 
 // ---- 2. A stale failure overwrites another worker's result ----
 
+/// Starts `worker`'s `access_token` and returns once its (scripted) refresh is under way.
+async fn refreshing(worker: &Worker, id: &ConnectionId) -> tokio::task::JoinHandle<Result<AccessToken>> {
+    let call = tokio::spawn({
+        let (worker, id) = (worker.clone(), id.clone());
+        async move { worker.access_token(&id).await }
+    });
+    until("the worker is refreshing", || worker.refreshes.load(Ordering::SeqCst) == 1).await;
+    call
+}
+
 #[tokio::test]
 async fn a_stale_transient_failure_does_not_mark_a_refreshed_connection_backoff() {
     let w = World::new(Arc::new(MemoryStore::new())).await;
@@ -176,11 +186,7 @@ async fn a_stale_transient_failure_does_not_mark_a_refreshed_connection_backoff(
     let fast = w.manager("fast", vec![]);
     let c = w.seed(Duration::from_secs(60)).await;
 
-    let slow_call = tokio::spawn({
-        let (slow, id) = (slow.clone(), c.id.clone());
-        async move { slow.access_token(&id).await }
-    });
-    until("the slow worker is refreshing", || slow.refreshes.load(Ordering::SeqCst) == 1).await;
+    let slow_call = refreshing(&slow, &c.id).await;
     // Its lease runs out; the fast worker refreshes and stores new tokens.
     w.clock.advance(Duration::from_secs(61));
     let fresh = fast.access_token(&c.id).await.unwrap();
@@ -204,11 +210,7 @@ async fn a_stale_transient_failure_never_turns_needs_reauth_back_into_backoff() 
     let finder = w.manager("finder", vec![Step::Fail(ErrorCode::ReconnectRequired)]);
     let c = w.seed(Duration::from_secs(60)).await;
 
-    let slow_call = tokio::spawn({
-        let (slow, id) = (slow.clone(), c.id.clone());
-        async move { slow.access_token(&id).await }
-    });
-    until("the slow worker is refreshing", || slow.refreshes.load(Ordering::SeqCst) == 1).await;
+    let slow_call = refreshing(&slow, &c.id).await;
     w.clock.advance(Duration::from_secs(61));
     let dead = finder.access_token(&c.id).await.unwrap_err();
     assert_eq!(dead.code(), ErrorCode::ReconnectRequired);

@@ -34,6 +34,15 @@ pub(crate) enum Force {
 }
 
 impl Force {
+    /// Whether `token`, not due, answers this call: always, unless the call is about that very token.
+    fn settled_by(&self, token: &AccessToken) -> bool {
+        match self {
+            Force::No | Force::IfDue => true,
+            // Someone refreshed since the token was seen: that is as good as this refresh.
+            Force::Unless(seen) => token != seen,
+        }
+    }
+
     /// Whether a still-valid token answers the caller when no refresh can be made now.
     fn serves_valid_token(&self) -> bool {
         matches!(self, Force::No)
@@ -220,11 +229,7 @@ impl Connections {
     async fn load_or_refresh(&self, id: &ConnectionId, force: &Force, deadline: Duration) -> Result<AccessToken> {
         // A caller ahead of this one in this process may have refreshed just now.
         if let Some(token) = self.inner.cache.fresh(id, self.inner.clock.monotonic()) {
-            let answers = match force {
-                Force::No | Force::IfDue => true,
-                Force::Unless(seen) => token != *seen,
-            };
-            if answers {
+            if force.settled_by(&token) {
                 return Ok(token);
             }
         }
@@ -303,13 +308,7 @@ impl Connections {
             self.remember(c);
             return Some(Ok(c.access_token.clone()));
         }
-        let fresh = !self.due(c, now)
-            && match force {
-                Force::No | Force::IfDue => true,
-                // Someone refreshed since the token was seen: that is as good as this refresh.
-                Force::Unless(seen) => c.access_token != *seen,
-            };
-        if fresh {
+        if !self.due(c, now) && force.settled_by(&c.access_token) {
             self.remember(c);
             return Some(Ok(c.access_token.clone()));
         }
@@ -392,10 +391,7 @@ impl Connections {
                 }
                 Ok(false) => {
                     let current = self.load(&read.id).await?;
-                    let ours_is_based_on_current = current.refresh_token == read.refresh_token
-                        && current.access_token == read.access_token
-                        && current.status != ConnectionStatus::NeedsReauth;
-                    if !ours_is_based_on_current || attempt >= WRITE_ATTEMPTS {
+                    if !only_health_changed(&read, &current) || attempt >= WRITE_ATTEMPTS {
                         // A newer writer stored other tokens: never overwrite them.
                         tracing::info!(connection = %read.id, "a newer write won; using the stored tokens");
                         return match self.without_refresh(&current, &Force::No, self.now()) {
@@ -476,9 +472,7 @@ impl Connections {
                             return Recorded::Done;
                         }
                     };
-                    let same_tokens =
-                        current.access_token == read.access_token && current.refresh_token == read.refresh_token;
-                    if !same_tokens || current.status == ConnectionStatus::NeedsReauth {
+                    if !only_health_changed(read, &current) {
                         return Recorded::Superseded(Box::new(current));
                     }
                     base = current;
@@ -492,6 +486,14 @@ impl Connections {
         tracing::info!(connection = %read.id, "the failure was not recorded: the connection kept changing");
         Recorded::Done
     }
+}
+
+/// Whether `current` differs from `read` only in health fields (a status, an error, a cooldown) that a writer
+/// working from `read` may write over: the same tokens, and not found dead meanwhile.
+fn only_health_changed(read: &Connection, current: &Connection) -> bool {
+    current.access_token == read.access_token
+        && current.refresh_token == read.refresh_token
+        && current.status != ConnectionStatus::NeedsReauth
 }
 
 /// The next version of `base` after a failed refresh.
