@@ -12,7 +12,7 @@ use std::time::Duration;
 use criterion::{Criterion, criterion_group, criterion_main};
 use hubspot_connect::store::MemoryStore;
 use hubspot_connect::testing::FakeHubSpot;
-use hubspot_connect::{ApiRequest, BeginOptions, Callback, Connections, HubSpotApi, Scopes};
+use hubspot_connect::{BeginOptions, Callback, Connections, HubSpotApi, Scopes, api::ApiRequest};
 
 fn client_vs_reqwest(c: &mut Criterion) {
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();

@@ -13,7 +13,9 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use hubspot_connect::testing::{FakeHubSpot, FakePortal};
-use hubspot_connect::{AuthorizationCode, AuthorizeRequest, Connector, ScopeSet, Scopes, expired};
+use hubspot_connect::{
+    Connector, Scopes, clock::expired, connector::AuthorizeRequest, scope::ScopeSet, secret::AuthorizationCode,
+};
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {

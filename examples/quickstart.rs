@@ -12,7 +12,7 @@
 
 use hubspot_connect::store::{ConnectionFilter, SqliteStore};
 use hubspot_connect::testing::{FakeHubSpot, FakePortal, FakeUser};
-use hubspot_connect::{BeginOptions, Callback, ConnectionSummary, Connections, EventKind, Scopes};
+use hubspot_connect::{BeginOptions, Callback, Connections, EventKind, Scopes};
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -56,7 +56,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         c.installed_by.as_deref().unwrap_or("?"),
         done.return_to.as_deref().unwrap_or("/")
     );
-    println!("                  {}", serde_json::to_string(&ConnectionSummary::from(c))?);
+    let granted: Vec<&str> = c.scopes.iter().map(|s| s.as_str()).collect();
+    println!("                  status {}, scopes {}", c.status.as_str(), granted.join(" "));
 
     // 4. token: what a sync worker asks for, as often as it likes; cached until shortly before expiry.
     let token = hubconnect.access_token(&c.id).await?;

@@ -202,7 +202,7 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 ///
 /// ```
 /// use std::time::{Duration, UNIX_EPOCH};
-/// use hubspot_connect::expired;
+/// use hubspot_connect::clock::expired;
 ///
 /// let expires_at = UNIX_EPOCH + Duration::from_secs(1_000);
 /// let margin = Duration::from_secs(300);
@@ -248,17 +248,6 @@ pub(crate) mod rfc3339 {
     /// Serde: a `SystemTime` as RFC 3339 seconds.
     pub(crate) fn serialize<S: serde::Serializer>(t: &SystemTime, s: S) -> Result<S::Ok, S::Error> {
         s.serialize_str(&seconds(*t))
-    }
-
-    /// Serde: an `Option<SystemTime>` as RFC 3339 seconds or `null`.
-    pub(crate) mod option {
-        use std::time::SystemTime;
-        pub(crate) fn serialize<S: serde::Serializer>(t: &Option<SystemTime>, s: S) -> Result<S::Ok, S::Error> {
-            match t {
-                Some(t) => s.serialize_str(&super::seconds(*t)),
-                None => s.serialize_none(),
-            }
-        }
     }
 }
 

@@ -20,10 +20,9 @@ use crate::secret::{AccessToken, AuthorizationCode, CsrfState, PkceVerifier, Ref
 /// # Implementing a connector for another provider
 /// ```
 /// use async_trait::async_trait;
-/// use hubspot_connect::{
-///     AccessToken, Authorization, AuthorizationCode, AuthorizeRequest, Connector, Error, ErrorCode,
-///     Installation, PkceVerifier, RefreshToken, Result, TokenSet,
-/// };
+/// use hubspot_connect::connector::{Authorization, AuthorizeRequest, Installation, TokenSet};
+/// use hubspot_connect::secret::{AuthorizationCode, PkceVerifier};
+/// use hubspot_connect::{AccessToken, Connector, Error, ErrorCode, RefreshToken, Result};
 ///
 /// #[derive(Debug)]
 /// struct Acme;
@@ -31,7 +30,7 @@ use crate::secret::{AccessToken, AuthorizationCode, CsrfState, PkceVerifier, Ref
 /// #[async_trait]
 /// impl Connector for Acme {
 ///     fn authorize_url(&self, request: &AuthorizeRequest) -> Result<Authorization> {
-///         let state = hubspot_connect::CsrfState::random();
+///         let state = hubspot_connect::secret::CsrfState::random();
 ///         let url = url::Url::parse_with_params(
 ///             "https://acme.example/authorize",
 ///             &[("state", state.secret())],

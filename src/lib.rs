@@ -2,15 +2,15 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod client;
-mod clock;
+pub mod clock;
 mod connection;
-mod connector;
+pub mod connector;
 mod error;
 mod failpoint;
-mod hubspot;
+pub mod hubspot;
 mod manager;
-mod scope;
-mod secret;
+pub mod scope;
+pub mod secret;
 pub mod store;
 #[cfg(feature = "axum")]
 #[cfg_attr(docsrs, doc(cfg(feature = "axum")))]
@@ -24,27 +24,41 @@ pub mod testing;
 #[doc(hidden)]
 pub mod fuzzing;
 
-pub use client::{ApiConfig, ApiRequest, ApiResponse, HubSpotApi, HubSpotApiBuilder, HubSpotClient, RateLimit};
-pub use clock::{Clock, ManualClock, SystemClock, expired};
-pub use connection::{Connection, ConnectionId, ConnectionStatus, CredentialKind, LastError, PendingAuthorization};
-pub use connector::{AccountInfo, AccountType, Authorization, AuthorizeRequest, Connector, Installation, TokenSet};
-pub use error::{Error, ErrorCode, HubSpotError, HubSpotErrorDetail, Result};
-pub use hubspot::{ApiVersion, HubSpotConnector, HubSpotConnectorBuilder, RetryPolicy, TokenInfo, TokenKind};
-pub use manager::{
-    BeginOptions, Begun, Callback, Completed, ConnectionSummary, Connections, ConnectionsBuilder, Disconnected,
-    ErrorSummary, Event, EventKind, PlanLimit, Policy, PortalLimit, SweepOptions, SweepReport, TenantConnections,
-    TestReport, validate_return_path,
-};
-pub use scope::{MissingScopes, Scope, ScopeSet, Scopes, presets};
-pub use secret::{AccessToken, AuthorizationCode, ClientSecret, CsrfState, PkceVerifier, RefreshToken};
+/// The manager's options, reports and events: what [`Connections`]' methods take and return beyond the everyday names
+/// at the crate root.
+pub mod connections {
+    pub use crate::connection::{CredentialKind, LastError};
+    pub use crate::manager::{
+        AuthorizeRedirect, ConnectOutcome, ConnectionsBuilder, DisconnectReport, PlanLimit, Policy, PortalLimit,
+        SweepOptions, SweepReport, TestReport, validate_return_path,
+    };
+}
+
+/// Calling HubSpot's API with a connection's token: [`HubSpotApi`] hands out a [`HubSpotClient`] per connection.
+pub mod api {
+    pub use crate::client::{ApiConfig, ApiRequest, ApiResponse, HubSpotApiBuilder, RateLimit};
+}
+
+pub use crate::client::{HubSpotApi, HubSpotClient};
+pub use crate::clock::{Clock, ManualClock, SystemClock};
+pub use crate::connection::{Connection, ConnectionId, ConnectionStatus};
+pub use crate::connector::Connector;
+pub use crate::error::{Error, ErrorCode, Result};
+pub use crate::hubspot::HubSpotConnector;
+pub use crate::manager::{BeginOptions, Callback, Connections, Event, EventKind, TenantConnections};
+pub use crate::scope::{Scope, Scopes};
+pub use crate::secret::{AccessToken, ClientSecret, RefreshToken};
+pub use crate::store::TokenStore;
 
 #[cfg(feature = "redis")]
 #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
+/// The `redis` crate, whose connection manager [`store::RedisStore::from_connection`] takes.
 pub use redis;
-pub use secrecy;
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
 #[cfg_attr(docsrs, doc(cfg(any(feature = "sqlite", feature = "postgres"))))]
+/// The `sqlx` crate, whose pools the SQL stores' `from_pool` take.
 pub use sqlx;
+/// The `url` crate, whose [`url::Url`] appears in this crate's signatures.
 pub use url;
 
 #[cfg(doctest)]

@@ -90,7 +90,8 @@ impl AsRef<str> for Scope {
 /// Implement it to compute scopes per tenant or plan; [`Scopes`] is the ready implementation.
 ///
 /// ```
-/// use hubspot_connect::{Scope, ScopeSet};
+/// use hubspot_connect::Scope;
+/// use hubspot_connect::scope::ScopeSet;
 ///
 /// /// Every tenant on the "audit" plan connects read-only.
 /// #[derive(Debug)]
@@ -166,7 +167,8 @@ pub(crate) fn write_joined(f: &mut fmt::Formatter<'_>, scopes: &[Scope], sep: &s
 /// The ready [`ScopeSet`]: required and optional scopes, deduplicated and sorted. `oauth` is always required.
 ///
 /// ```
-/// use hubspot_connect::{Scopes, ScopeSet, presets};
+/// use hubspot_connect::Scopes;
+/// use hubspot_connect::scope::{ScopeSet, presets};
 ///
 /// let scopes = Scopes::new()
 ///     .require("crm.objects.contacts.read")

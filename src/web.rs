@@ -6,7 +6,7 @@
 //! - `GET {callback_path}?code=…&state=…`: completes it for the signed-in tenant and answers `303` to the return
 //!   path with `hubspot_connection={id}`, or to the error path with `hubspot_error={CODE}`.
 //!
-//! Return paths are same-origin relative paths only ([`crate::validate_return_path`]: `//host`, `/\host`, schemes
+//! Return paths are same-origin relative paths only ([`crate::connections::validate_return_path`]: `//host`, `/\host`, schemes
 //! and their percent-encoded variants are refused). Both routes answer with `Cache-Control: no-store` and
 //! `Referrer-Policy: no-referrer`, so the code and state in the callback URL are neither cached nor leaked.
 //!

@@ -9,8 +9,8 @@ use std::time::Duration;
 use hubspot_connect::store::{MemoryStore, TokenStore};
 use hubspot_connect::testing::{Endpoint, Failure, FakeHubSpot};
 use hubspot_connect::{
-    ApiRequest, BeginOptions, Callback, Clock, ConnectionId, Connections, ErrorCode, HubSpotApi, HubSpotClient,
-    ManualClock, Scopes,
+    BeginOptions, Callback, Clock, ConnectionId, Connections, ErrorCode, HubSpotApi, HubSpotClient, ManualClock,
+    Scopes, api::ApiRequest,
 };
 use serde_json::{Value, json};
 
@@ -308,7 +308,7 @@ async fn a_body_is_never_redirected_to_another_host() {
 #[tokio::test]
 async fn the_host_allow_list_minds_the_port() {
     let w = world().await;
-    let mut config = hubspot_connect::ApiConfig::default();
+    let mut config = hubspot_connect::api::ApiConfig::default();
     config.api_hosts.push("localhost".into());
     let api = HubSpotApi::builder(w.api.connections().clone()).config(config).api_base(w.fake.uri()).build().unwrap();
     let c = api.client(&w.id).await.unwrap();

@@ -9,8 +9,11 @@ use hubspot_connect::testing::{
     DeadIntrospection, Decline, Endpoint, ErrorStyle, Failure, FakeAccountType, FakeHubSpot, FakePortal, Rotation,
 };
 use hubspot_connect::{
-    AccessToken, AccountType, ApiVersion, AuthorizationCode, AuthorizeRequest, ClientSecret, Clock, Connector,
-    ErrorCode, HubSpotConnector, ManualClock, RefreshToken, RetryPolicy, Scope, ScopeSet, Scopes, TokenSet,
+    AccessToken, ClientSecret, Clock, Connector, ErrorCode, HubSpotConnector, ManualClock, RefreshToken, Scope, Scopes,
+    connector::{AccountType, AuthorizeRequest, TokenSet},
+    hubspot::{ApiVersion, RetryPolicy},
+    scope::ScopeSet,
+    secret::AuthorizationCode,
 };
 
 const BOTH: [ApiVersion; 2] = [ApiVersion::V2026_03, ApiVersion::V1];
@@ -42,7 +45,7 @@ impl Env {
     }
 
     /// Authorize and consent; returns the code and the verifier.
-    async fn consent(&self, request: AuthorizeRequest) -> (AuthorizationCode, hubspot_connect::PkceVerifier) {
+    async fn consent(&self, request: AuthorizeRequest) -> (AuthorizationCode, hubspot_connect::secret::PkceVerifier) {
         let auth = self.hubspot.authorize_url(&request).unwrap();
         let callback = self.fake.consent(auth.url.as_str()).await.unwrap();
         let pairs: std::collections::HashMap<String, String> = callback.query_pairs().into_owned().collect();
@@ -194,7 +197,8 @@ async fn an_expired_or_reused_code_is_token_expired() {
 async fn a_wrong_pkce_verifier_is_refused() {
     let e = env(ApiVersion::V2026_03).await;
     let (code, _) = e.consent(AuthorizeRequest::new(&Env::scopes())).await;
-    let err = e.hubspot.exchange_code(code, hubspot_connect::PkceVerifier::new("x".repeat(43))).await.unwrap_err();
+    let err =
+        e.hubspot.exchange_code(code, hubspot_connect::secret::PkceVerifier::new("x".repeat(43))).await.unwrap_err();
     assert_eq!(err.code(), ErrorCode::TokenExpired, "{err}");
 }
 

@@ -18,8 +18,8 @@ use std::time::Duration;
 use hubspot_connect::store::InsertRules;
 use hubspot_connect::testing::{Endpoint, Failure, FakeHubSpot, Rotation};
 use hubspot_connect::{
-    AccessToken, Clock, Connection, ConnectionId, ConnectionStatus, Connections, ErrorCode, ManualClock, Policy,
-    RefreshToken, RetryPolicy, SystemClock,
+    AccessToken, Clock, Connection, ConnectionId, ConnectionStatus, Connections, ErrorCode, ManualClock, RefreshToken,
+    SystemClock, connections::Policy, hubspot::RetryPolicy,
 };
 
 /// The worker: refreshes one connection with `access_token` (its token is due), on the real clock.

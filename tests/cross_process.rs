@@ -14,7 +14,8 @@ use std::time::Duration;
 use hubspot_connect::store::{ConnectionStore, InsertRules, MemoryStore};
 use hubspot_connect::testing::{Endpoint, Failure, FakeHubSpot, Rotation};
 use hubspot_connect::{
-    AccessToken, Clock, Connection, ConnectionId, Connections, ManualClock, Policy, RefreshToken, SystemClock,
+    AccessToken, Clock, Connection, ConnectionId, Connections, ManualClock, RefreshToken, SystemClock,
+    connections::Policy,
 };
 
 const PROCESSES: usize = 8;
@@ -36,7 +37,7 @@ async fn worker() {
     }
     for t in tasks {
         let token = t.await.unwrap().unwrap();
-        println!("TOKEN {}", hubspot_connect::PendingAuthorization::hash_state(token.secret()));
+        println!("TOKEN {}", hubspot_connect::store::PendingAuthorization::hash_state(token.secret()));
     }
 }
 
@@ -90,7 +91,7 @@ async fn many_processes_one_refresh(store_url: &str) {
     assert_eq!(stored.version, 2);
     // Every task got a valid token: the new one, or, while another worker was refreshing, the old one (still valid
     // for a minute: callers holding a valid token do not wait).
-    let hash = |t: &AccessToken| hubspot_connect::PendingAuthorization::hash_state(t.secret());
+    let hash = |t: &AccessToken| hubspot_connect::store::PendingAuthorization::hash_state(t.secret());
     let (new, old) = (hash(&stored.access_token), hash(&c.access_token));
     assert!(tokens.iter().all(|t| *t == new || *t == old), "every task got the new or the still-valid token");
     assert!(tokens.contains(&new), "the refreshing worker's tasks got the new token");

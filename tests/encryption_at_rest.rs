@@ -7,7 +7,7 @@ use std::time::{Duration, UNIX_EPOCH};
 use hubspot_connect::store::{
     ConnectionStore, EncryptedStore, EncryptionKey, InsertRules, KeyRing, PendingStore, SqliteStore,
 };
-use hubspot_connect::{AccessToken, Connection, PendingAuthorization, PkceVerifier, RefreshToken};
+use hubspot_connect::{AccessToken, Connection, RefreshToken, secret::PkceVerifier, store::PendingAuthorization};
 
 const CANARY_AT: &str = "CANARY-access-9d1f2b7c41";
 const CANARY_RT: &str = "CANARY-refresh-5e8a0c3d92";

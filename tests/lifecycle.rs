@@ -12,9 +12,12 @@ use hubspot_connect::store::{
 };
 use hubspot_connect::testing::{Endpoint, Failure, FakeAccountType, FakeHubSpot, FakePortal, FakeUser, Rotation};
 use hubspot_connect::{
-    AccessToken, AccountType, BeginOptions, Callback, Clock, Completed, Connection, ConnectionId, ConnectionStatus,
-    Connections, CredentialKind, Error, ErrorCode, EventKind, ManualClock, PendingAuthorization, Result, RetryPolicy,
-    Scopes,
+    AccessToken, BeginOptions, Callback, Clock, Connection, ConnectionId, ConnectionStatus, Connections, Error,
+    ErrorCode, EventKind, ManualClock, Result, Scopes,
+    connections::{ConnectOutcome, CredentialKind},
+    connector::AccountType,
+    hubspot::RetryPolicy,
+    store::PendingAuthorization,
 };
 
 type Manager = Connections;
@@ -66,7 +69,7 @@ impl World {
         Callback::from_url(url.as_str()).unwrap()
     }
 
-    async fn connect(&self, tenant: &str, options: BeginOptions) -> Result<Completed> {
+    async fn connect(&self, tenant: &str, options: BeginOptions) -> Result<ConnectOutcome> {
         let cb = self.callback(tenant, options).await;
         self.manager.complete(&cb).await
     }
@@ -541,7 +544,7 @@ async fn sweep_refreshes_idle_connections_and_finds_dead_ones() {
     let fresh = w.connect("c", BeginOptions::default().portal(12)).await.unwrap().connection;
     w.fake.uninstall(11);
     w.fake.reset_counts();
-    let report = w.manager.sweep(hubspot_connect::SweepOptions::default()).await.unwrap();
+    let report = w.manager.sweep(hubspot_connect::connections::SweepOptions::default()).await.unwrap();
     assert_eq!((report.checked, report.refreshed, report.needs_reauth, report.failed), (2, 1, 1, 0));
     assert_eq!(w.fake.token_requests(), 2);
     assert_eq!(w.manager.status(&b.id).await.unwrap().status, ConnectionStatus::NeedsReauth);

@@ -13,9 +13,13 @@ use hubspot_connect::store::{
 };
 use hubspot_connect::testing::{Endpoint, Failure, FakeHubSpot, Rotation};
 use hubspot_connect::{
-    AccessToken, Authorization, AuthorizationCode, AuthorizeRequest, Clock, Connection, ConnectionId, ConnectionStatus,
-    Connections, Connector, Error, ErrorCode, HubSpotConnector, Installation, ManualClock, PendingAuthorization,
-    PkceVerifier, Policy, RefreshToken, Result, RetryPolicy, SweepOptions, SystemClock, TokenSet,
+    AccessToken, Clock, Connection, ConnectionId, ConnectionStatus, Connections, Connector, Error, ErrorCode,
+    HubSpotConnector, ManualClock, RefreshToken, Result, SystemClock,
+    connections::{Policy, SweepOptions},
+    connector::{Authorization, AuthorizeRequest, Installation, TokenSet},
+    hubspot::RetryPolicy,
+    secret::{AuthorizationCode, PkceVerifier},
+    store::PendingAuthorization,
 };
 use tokio::sync::Notify;
 

@@ -18,8 +18,11 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use hubspot_connect::store::{ConnectionFilter, InsertRules, Inserted, MemoryStore, TokenStore};
 use hubspot_connect::{
-    AccessToken, AccountType, Connection, ConnectionId, ConnectionStatus, CredentialKind, ErrorCode, LastError,
-    PendingAuthorization, PkceVerifier, RefreshToken, Scope,
+    AccessToken, Connection, ConnectionId, ConnectionStatus, ErrorCode, RefreshToken, Scope,
+    connections::{CredentialKind, LastError},
+    connector::AccountType,
+    secret::PkceVerifier,
+    store::PendingAuthorization,
 };
 
 /// A fresh, empty store for one test, and what to do when the test is done.

@@ -12,7 +12,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use hubspot_connect::store::{ConnectionFilter, InsertRules, Inserted, MemoryStore, TokenStore, lease_is_absurd};
 use hubspot_connect::{
-    AccessToken, Connection, ConnectionId, ConnectionStatus, PendingAuthorization, PkceVerifier, RefreshToken,
+    AccessToken, Connection, ConnectionId, ConnectionStatus, RefreshToken, secret::PkceVerifier,
+    store::PendingAuthorization,
 };
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestCaseError, TestRunner};

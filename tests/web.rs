@@ -199,7 +199,7 @@ async fn hostile_return_paths_are_refused() {
 /// smuggle a `hubspot_connection` parameter of its own; and such return paths are refused at connect time too.
 #[tokio::test]
 async fn a_return_path_forged_in_the_store_is_not_followed() {
-    use hubspot_connect::PendingAuthorization;
+    use hubspot_connect::store::PendingAuthorization;
     use hubspot_connect::store::PendingStore;
     let a = app().await;
     for forged in ["//evil.example/phish", "/settings?hubspot_connection=hc_forged", "https://evil.example"] {

@@ -14,8 +14,8 @@ use clap::{Args, Parser, Subcommand};
 use hubspot_connect::store::{ConnectionFilter, EncryptedStore, KeyRing, MemoryStore, SqliteStore, TokenStore};
 use hubspot_connect::testing::FakeHubSpot;
 use hubspot_connect::{
-    ApiVersion, BeginOptions, Callback, ClientSecret, ConnectionId, ConnectionStatus, ConnectionSummary, Connections,
-    Error, ErrorCode, HubSpotConnector, Result, Scope, Scopes,
+    BeginOptions, Callback, ClientSecret, ConnectionId, ConnectionStatus, Connections, Error, ErrorCode,
+    HubSpotConnector, Result, Scope, Scopes, hubspot::ApiVersion,
 };
 use serde_json::{Value, json};
 
@@ -163,8 +163,12 @@ fn config_error(message: impl Into<String>) -> Error {
     Error::new(ErrorCode::InvalidConfig, message)
 }
 
+/// RFC 3339 seconds, clamped to the years RFC 3339 can write: a corrupt stored time must not panic the tool.
 fn rfc3339(t: Option<SystemTime>) -> Value {
-    t.map_or(Value::Null, |t| Value::String(humantime::format_rfc3339_seconds(t).to_string()))
+    let last = SystemTime::UNIX_EPOCH + Duration::from_secs(253_402_300_799);
+    t.map_or(Value::Null, |t| {
+        Value::String(humantime::format_rfc3339_seconds(t.clamp(SystemTime::UNIX_EPOCH, last)).to_string())
+    })
 }
 
 /// A secret given directly or in a file (`what` names it in errors; the file's content never appears in one).
@@ -285,17 +289,17 @@ async fn manager(g: &Global, needs_hubspot: bool) -> Result<Manager> {
 }
 
 fn connection_json(c: &hubspot_connect::Connection) -> Value {
-    let s = ConnectionSummary::from(c);
+    // What people and scripts see of a connection: never a token.
     json!({
-        "id": s.id.as_str(),
-        "tenant": s.tenant,
-        "portal_id": s.portal_id,
-        "status": s.status.as_str(),
-        "scopes": s.scopes.iter().map(Scope::as_str).collect::<Vec<_>>(),
-        "installed_by": s.installed_by,
-        "account_type": s.account_type.as_ref().map(|t| t.as_str().to_owned()),
-        "expires_at": rfc3339(s.expires_at),
-        "last_error": s.last_error.map(|e| json!({"code": e.code.as_str(), "message": e.message})),
+        "id": c.id.as_str(),
+        "tenant": c.tenant,
+        "portal_id": c.portal_id,
+        "status": c.status.as_str(),
+        "scopes": c.scopes.iter().map(Scope::as_str).collect::<Vec<_>>(),
+        "installed_by": c.installed_by,
+        "account_type": c.account_type.as_ref().map(|t| t.as_str()),
+        "expires_at": rfc3339(c.expires_at),
+        "last_error": c.last_error.as_ref().map(|e| json!({"code": e.code.as_str(), "message": e.message})),
     })
 }
 

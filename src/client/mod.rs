@@ -163,7 +163,7 @@ impl HubSpotApiBuilder {
         let clock = Arc::clone(self.connections.clock());
         let proxy = self.config.proxy.as_ref().map(|p| crate::hubspot::parse_proxy(p.as_str())).transpose()?;
         let reach = Reach { max_body: self.config.max_response_body, proxy };
-        let transport = Transport::new(self.config.timeout, clock, crate::RetryPolicy::none(), reach)?;
+        let transport = Transport::new(self.config.timeout, clock, crate::hubspot::RetryPolicy::none(), reach)?;
         let budgets = Budgets::new(self.config.rate_limit, self.config.search_rate_limit);
         Ok(HubSpotApi {
             connections: self.connections,

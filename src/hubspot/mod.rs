@@ -19,11 +19,12 @@ use url::{Host, Url};
 
 use crate::clock::{Clock, SystemClock};
 use crate::connector::{AccountInfo, Authorization, AuthorizeRequest, Connector, Installation, TokenSet};
-use crate::error::{Error, ErrorCode, HubSpotError, Result};
+use crate::error::{Error, ErrorCode, Result};
 use crate::secret::{AccessToken, AuthorizationCode, ClientSecret, CsrfState, PkceVerifier, RefreshToken};
 
 pub use self::http::RetryPolicy;
 pub use self::info::{TokenInfo, TokenKind};
+pub use crate::error::{HubSpotError, HubSpotErrorDetail};
 
 use self::http::{Answer, Op, Transport, map_error};
 use self::token::{TokenErrorBody, TokenResponseBody};
@@ -88,7 +89,10 @@ type TokenClient = oauth2::Client<
 /// Stateless and cheap to clone. Build it with [`HubSpotConnector::builder`].
 ///
 /// ```
-/// use hubspot_connect::{ApiVersion, AuthorizeRequest, ClientSecret, Connector, HubSpotConnector, presets};
+/// use hubspot_connect::connector::AuthorizeRequest;
+/// use hubspot_connect::hubspot::ApiVersion;
+/// use hubspot_connect::scope::presets;
+/// use hubspot_connect::{ClientSecret, Connector, HubSpotConnector};
 ///
 /// let hubspot = HubSpotConnector::builder(
 ///     "3f2a1c9e-0000-4000-8000-000000000000",

@@ -16,7 +16,7 @@ use url::Url;
 
 pub use self::callback::{Callback, validate_return_path};
 pub use self::event::{Event, EventKind};
-pub use self::summary::{ConnectionSummary, Disconnected, ErrorSummary, TestReport};
+pub use self::summary::{DisconnectReport, TestReport};
 pub use self::tenant::TenantConnections;
 
 use crate::clock::{Clock, SystemClock, saturating_add};
@@ -146,25 +146,28 @@ impl BeginOptions {
 
 /// A started authorization: where to send the user, and until when the callback is accepted.
 #[non_exhaustive]
-pub struct Begun {
+pub struct AuthorizeRedirect {
     /// HubSpot's authorize URL. It carries the state: redirect to it, do not log it.
     pub authorize_url: Url,
     /// When the pending authorization expires.
     pub expires_at: SystemTime,
 }
 
-impl fmt::Debug for Begun {
+impl fmt::Debug for AuthorizeRedirect {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let mut shown = self.authorize_url.clone();
         shown.set_query(Some("[redacted]"));
-        f.debug_struct("Begun").field("authorize_url", &shown.as_str()).field("expires_at", &self.expires_at).finish()
+        f.debug_struct("AuthorizeRedirect")
+            .field("authorize_url", &shown.as_str())
+            .field("expires_at", &self.expires_at)
+            .finish()
     }
 }
 
 /// The result of a completed callback.
 #[derive(Debug, Clone)]
 #[non_exhaustive]
-pub struct Completed {
+pub struct ConnectOutcome {
     /// The stored connection.
     pub connection: Connection,
     /// The return path given to `begin`.
@@ -386,13 +389,18 @@ impl Connections {
     }
 
     /// Starts connecting a portal for `tenant`: stores a pending authorization and returns HubSpot's authorize URL.
-    pub async fn begin(&self, tenant: &str, scopes: &dyn ScopeSet, options: BeginOptions) -> Result<Begun> {
+    pub async fn begin(&self, tenant: &str, scopes: &dyn ScopeSet, options: BeginOptions) -> Result<AuthorizeRedirect> {
         self.begin_inner(tenant, scopes, options, None).await
     }
 
     /// Starts re-authorizing an existing connection (after `RECONNECT_REQUIRED`, or to add scopes): same
     /// connection id, its portal preselected; completing with another portal is [`ErrorCode::PortalMismatch`].
-    pub async fn reconnect(&self, id: &ConnectionId, scopes: &dyn ScopeSet, options: BeginOptions) -> Result<Begun> {
+    pub async fn reconnect(
+        &self,
+        id: &ConnectionId,
+        scopes: &dyn ScopeSet,
+        options: BeginOptions,
+    ) -> Result<AuthorizeRedirect> {
         let c = self.inner.store.get(id).await?.ok_or_else(|| not_found(id))?;
         let options = BeginOptions { portal_id: Some(c.portal_id), ..options };
         self.begin_inner(&c.tenant, scopes, options, Some(c.id)).await
@@ -404,7 +412,7 @@ impl Connections {
         scopes: &dyn ScopeSet,
         options: BeginOptions,
         reconnect: Option<ConnectionId>,
-    ) -> Result<Begun> {
+    ) -> Result<AuthorizeRedirect> {
         if tenant.is_empty() || tenant.len() > 256 {
             return Err(Error::new(ErrorCode::InvalidConfig, "the tenant must be 1 to 256 characters"));
         }
@@ -423,21 +431,21 @@ impl Connections {
         pending.return_to = return_to;
         pending.reconnect = reconnect;
         self.inner.store.put_pending(pending).await?;
-        Ok(Begun { authorize_url: auth.url, expires_at })
+        Ok(AuthorizeRedirect { authorize_url: auth.url, expires_at })
     }
 
     /// Completes a callback, whoever's it is (the command line tool, a callback route that does not know the user).
-    pub async fn complete(&self, callback: &Callback) -> Result<Completed> {
+    pub async fn complete(&self, callback: &Callback) -> Result<ConnectOutcome> {
         self.complete_inner(None, callback).await
     }
 
     /// Completes a callback for the signed-in `tenant`: a state that another tenant started is
     /// [`ErrorCode::InvalidState`], and nothing is exchanged.
-    pub async fn complete_for(&self, tenant: &str, callback: &Callback) -> Result<Completed> {
+    pub async fn complete_for(&self, tenant: &str, callback: &Callback) -> Result<ConnectOutcome> {
         self.complete_inner(Some(tenant), callback).await
     }
 
-    async fn complete_inner(&self, tenant: Option<&str>, callback: &Callback) -> Result<Completed> {
+    async fn complete_inner(&self, tenant: Option<&str>, callback: &Callback) -> Result<ConnectOutcome> {
         let pending = match &callback.state {
             Some(state) => self.inner.store.take_pending(&PendingAuthorization::hash_state(state.secret())).await?,
             None => None,
@@ -527,7 +535,7 @@ impl Connections {
                 return Err(revoke(err, portal).await);
             }
             let stored = self.replace_tokens(current, connection).await?;
-            return Ok(Completed { connection: stored, return_to: pending.return_to, reconnected: true });
+            return Ok(ConnectOutcome { connection: stored, return_to: pending.return_to, reconnected: true });
         }
 
         let rules = InsertRules {
@@ -538,11 +546,11 @@ impl Connections {
             Inserted::Created => {
                 self.remember(&connection);
                 self.emit(EventKind::Connected, &connection);
-                Ok(Completed { connection, return_to: pending.return_to, reconnected: false })
+                Ok(ConnectOutcome { connection, return_to: pending.return_to, reconnected: false })
             }
             Inserted::Existing(current) => {
                 let stored = self.replace_tokens(*current, connection).await?;
-                Ok(Completed { connection: stored, return_to: pending.return_to, reconnected: true })
+                Ok(ConnectOutcome { connection: stored, return_to: pending.return_to, reconnected: true })
             }
             Inserted::PortalTaken { .. } => Err(revoke(
                 Error::new(
@@ -699,7 +707,7 @@ impl Connections {
 
     /// Disconnects: revokes the refresh token at HubSpot, then purges the connection locally even if the revoke
     /// failed. The result says which happened.
-    pub async fn disconnect(&self, id: &ConnectionId) -> Result<Disconnected> {
+    pub async fn disconnect(&self, id: &ConnectionId) -> Result<DisconnectReport> {
         let c = self.status(id).await?;
         let revoke_error = match &c.refresh_token {
             Some(r) => match self.inner.connector.revoke(r).await {
@@ -716,7 +724,7 @@ impl Connections {
         gone.last_error =
             revoke_error.as_ref().map(|e| LastError { code: e.code(), message: e.to_string(), at: self.now() });
         self.emit(EventKind::Disconnected, &gone);
-        Ok(Disconnected { id: c.id, revoked: revoke_error.is_none(), revoke_error })
+        Ok(DisconnectReport { id: c.id, revoked: revoke_error.is_none(), revoke_error })
     }
 
     /// Refreshes connections whose tokens have not been refreshed for `idle_for`, a few at a time, so dead

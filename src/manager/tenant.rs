@@ -1,6 +1,6 @@
 //! [`TenantConnections`]: what one signed-in customer may do, and nothing on another customer's connections.
 
-use super::{BeginOptions, Begun, Completed, Connections, Disconnected, TestReport, not_found};
+use super::{AuthorizeRedirect, BeginOptions, ConnectOutcome, Connections, DisconnectReport, TestReport, not_found};
 use crate::connection::{Connection, ConnectionId};
 use crate::error::Result;
 use crate::manager::Callback;
@@ -59,17 +59,22 @@ impl TenantConnections {
     }
 
     /// Starts connecting a portal for this tenant.
-    pub async fn begin(&self, scopes: &dyn ScopeSet, options: BeginOptions) -> Result<Begun> {
+    pub async fn begin(&self, scopes: &dyn ScopeSet, options: BeginOptions) -> Result<AuthorizeRedirect> {
         self.connections.begin(&self.tenant, scopes, options).await
     }
 
     /// Completes a callback started by this tenant (another tenant's is `INVALID_STATE`, nothing exchanged).
-    pub async fn complete(&self, callback: &Callback) -> Result<Completed> {
+    pub async fn complete(&self, callback: &Callback) -> Result<ConnectOutcome> {
         self.connections.complete_for(&self.tenant, callback).await
     }
 
     /// Starts re-authorizing one of this tenant's connections.
-    pub async fn reconnect(&self, id: &ConnectionId, scopes: &dyn ScopeSet, options: BeginOptions) -> Result<Begun> {
+    pub async fn reconnect(
+        &self,
+        id: &ConnectionId,
+        scopes: &dyn ScopeSet,
+        options: BeginOptions,
+    ) -> Result<AuthorizeRedirect> {
         self.status(id).await?;
         self.connections.reconnect(id, scopes, options).await
     }
@@ -81,7 +86,7 @@ impl TenantConnections {
     }
 
     /// Disconnects one of this tenant's connections (revoke at HubSpot, then purge).
-    pub async fn disconnect(&self, id: &ConnectionId) -> Result<Disconnected> {
+    pub async fn disconnect(&self, id: &ConnectionId) -> Result<DisconnectReport> {
         self.status(id).await?;
         self.connections.disconnect(id).await
     }

@@ -40,7 +40,8 @@ pub use self::sql::postgres::PostgresStore;
 #[cfg_attr(docsrs, doc(cfg(feature = "sqlite")))]
 pub use self::sql::sqlite::SqliteStore;
 
-use crate::connection::{Connection, ConnectionId, ConnectionStatus, PendingAuthorization};
+pub use crate::connection::PendingAuthorization;
+use crate::connection::{Connection, ConnectionId, ConnectionStatus};
 #[allow(unused_imports)]
 use crate::error::ErrorCode;
 use crate::error::{Error, Result};
@@ -144,9 +145,10 @@ impl ConnectionFilter {
 /// use std::time::{Duration, SystemTime};
 /// use async_trait::async_trait;
 /// use hubspot_connect::store::{
-///     ConnectionFilter, ConnectionStore, Inserted, InsertRules, LeaseStore, PendingStore, TokenStore, lease_is_absurd,
+///     ConnectionFilter, ConnectionStore, Inserted, InsertRules, LeaseStore, PendingAuthorization, PendingStore,
+///     TokenStore, lease_is_absurd,
 /// };
-/// use hubspot_connect::{Connection, ConnectionId, PendingAuthorization, Result};
+/// use hubspot_connect::{Connection, ConnectionId, Result};
 ///
 /// #[derive(Debug, Default)]
 /// struct MyStore {

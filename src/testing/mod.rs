@@ -146,7 +146,7 @@ use std::time::Duration;
 use wiremock::MockServer;
 
 use crate::clock::{Clock, SystemClock};
-use crate::{ClientSecret, HubSpotConnector, HubSpotConnectorBuilder};
+use crate::{ClientSecret, HubSpotConnector, hubspot::HubSpotConnectorBuilder};
 
 pub use types::{
     DeadIntrospection, Decline, Endpoint, ErrorStyle, Failure, FakeAccountType, FakeError, FakePortal, FakeUser,

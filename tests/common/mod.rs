@@ -49,7 +49,9 @@ pub(crate) fn worker_command(
 /// What a worker was told: its store, a connector to the fake, the connection. `None` when this process is not a
 /// worker (the ignored test was run by hand).
 pub(crate) async fn worker_from_env(
-    tune: impl FnOnce(hubspot_connect::HubSpotConnectorBuilder) -> hubspot_connect::HubSpotConnectorBuilder,
+    tune: impl FnOnce(
+        hubspot_connect::hubspot::HubSpotConnectorBuilder,
+    ) -> hubspot_connect::hubspot::HubSpotConnectorBuilder,
 ) -> Option<(Arc<dyn TokenStore>, HubSpotConnector, ConnectionId)> {
     let store_url = std::env::var("HC_WORKER_STORE").ok()?;
     let var = |name: &str| std::env::var(name).unwrap();
