@@ -12,6 +12,7 @@ mod manager;
 mod scope;
 mod secret;
 pub mod store;
+mod sync;
 #[cfg(feature = "axum")]
 #[cfg_attr(docsrs, doc(cfg(feature = "axum")))]
 pub mod web;

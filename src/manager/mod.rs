@@ -8,7 +8,7 @@ mod summary;
 mod tenant;
 
 use std::fmt;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use tokio::sync::broadcast;
@@ -322,10 +322,6 @@ impl ConnectionsBuilder {
             }),
         }
     }
-}
-
-pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 fn not_found(id: &ConnectionId) -> Error {
