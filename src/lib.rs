@@ -9,6 +9,7 @@ mod error;
 mod failpoint;
 mod hubspot;
 mod manager;
+mod retry;
 mod scope;
 mod secret;
 pub mod store;
@@ -37,6 +38,7 @@ pub use manager::{
     ErrorSummary, Event, EventKind, PlanLimit, Policy, PortalLimit, SweepOptions, SweepReport, TenantConnections,
     TestReport, validate_return_path,
 };
+pub use retry::Backoff;
 pub use scope::{MissingScopes, Scope, ScopeSet, Scopes, presets};
 pub use secret::{AccessToken, AuthorizationCode, ClientSecret, CsrfState, PkceVerifier, RefreshToken};
 

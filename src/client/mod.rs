@@ -8,7 +8,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use http::{HeaderMap, HeaderValue, Method, header};
-use rand::Rng;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use url::Url;
@@ -22,6 +21,7 @@ use crate::error::{Error, ErrorCode, Result};
 use crate::hubspot::http::{Answer, Op, Reach, Transport, map_error, retry_after};
 use crate::hubspot::parse_endpoint;
 use crate::manager::Connections;
+use crate::retry::Backoff;
 use crate::secret::AccessToken;
 
 /// How [`HubSpotApi`] calls HubSpot. Every field has a default; see the setters on [`HubSpotApiBuilder`].
@@ -42,8 +42,9 @@ pub struct ApiConfig {
     pub max_rate_limit_retries: u32,
     /// The longest single wait for a 429. Default 15 s.
     pub max_rate_limit_wait: Duration,
-    /// The first back-off after a 5xx; doubles with each retry, with jitter. Default 250 ms.
-    pub initial_backoff: Duration,
+    /// The delays between retries of 5xx answers and timeouts. Default 250 ms, doubling, at most 256 s (`2¹⁰`
+    /// times the first), with jitter.
+    pub backoff: Backoff,
     /// The timeout of each request. Default 30 s.
     pub timeout: Duration,
     /// Redirects followed (same host with the token, another host without it and never with a body). Default 5.
@@ -68,7 +69,7 @@ impl Default for ApiConfig {
             max_retries: 2,
             max_rate_limit_retries: 3,
             max_rate_limit_wait: Duration::from_secs(15),
-            initial_backoff: Duration::from_millis(250),
+            backoff: Backoff::new(Duration::from_millis(250), Duration::from_millis(250 << 10)),
             timeout: Duration::from_secs(30),
             max_redirects: 5,
             max_response_body: crate::hubspot::http::MAX_API_BODY,
@@ -458,9 +459,8 @@ impl HubSpotClient {
     }
 
     async fn back_off(&self, retry: u32) {
-        let base = self.api.shared.config.initial_backoff.saturating_mul(1u32 << retry.min(10));
-        let jitter = rand::thread_rng().gen_range(0.5..=1.0);
-        self.clock().sleep(base.mul_f64(jitter)).await;
+        let delay = self.api.shared.config.backoff.delay(retry, &mut rand::thread_rng());
+        self.clock().sleep(delay).await;
     }
 
     /// One request, following redirects by hand: the token goes only to HubSpot's hosts.

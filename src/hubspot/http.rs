@@ -4,10 +4,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use http::HeaderMap;
-use rand::Rng;
 
 use crate::clock::Clock;
 use crate::error::{Error, ErrorCode, HubSpotError};
+use crate::retry::Backoff;
 
 /// The largest answer read from HubSpot's OAuth and account endpoints by default (1 MiB): theirs are a few KiB.
 pub(crate) const MAX_OAUTH_BODY: usize = 1024 * 1024;
@@ -19,17 +19,15 @@ pub(crate) const MAX_API_BODY: usize = 64 * 1024 * 1024;
 /// How failed calls to HubSpot are retried. A code exchange is never retried.
 ///
 /// Retried: 5xx answers, timeouts, connection failures, and 429 answers whose `Retry-After` is no longer than
-/// [`RetryPolicy::max_retry_after`]. The delay before retry `n` (from 0) is `initial_backoff · 2ⁿ`, capped at
-/// `max_backoff`, with jitter between half and all of it; a `Retry-After` is honoured as given.
+/// [`RetryPolicy::max_retry_after`]. The delay before each retry follows [`RetryPolicy::backoff`]; a `Retry-After`
+/// is honoured as given.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct RetryPolicy {
     /// Retries after the first attempt. Default 2.
     pub max_retries: u32,
-    /// The first back-off. Default 250 ms.
-    pub initial_backoff: Duration,
-    /// The longest back-off. Default 5 s.
-    pub max_backoff: Duration,
+    /// The delays between attempts. Default 250 ms, doubling, at most 5 s, with jitter.
+    pub backoff: Backoff,
     /// The longest `Retry-After` waited for; a longer one is returned as [`ErrorCode::RateLimited`]. Default 10 s.
     pub max_retry_after: Duration,
 }
@@ -38,8 +36,7 @@ impl Default for RetryPolicy {
     fn default() -> Self {
         Self {
             max_retries: 2,
-            initial_backoff: Duration::from_millis(250),
-            max_backoff: Duration::from_secs(5),
+            backoff: Backoff::new(Duration::from_millis(250), Duration::from_secs(5)),
             max_retry_after: Duration::from_secs(10),
         }
     }
@@ -54,15 +51,6 @@ impl RetryPolicy {
     /// A policy with `max_retries` retries and the default delays.
     pub fn with_max_retries(max_retries: u32) -> Self {
         Self { max_retries, ..Self::default() }
-    }
-
-    fn backoff(&self, retry: u32) -> Duration {
-        let exp = self
-            .initial_backoff
-            .saturating_mul(1u32.checked_shl(retry.min(16)).unwrap_or(u32::MAX))
-            .min(self.max_backoff);
-        let jitter = rand::thread_rng().gen_range(0.5..=1.0);
-        exp.mul_f64(jitter)
     }
 }
 
@@ -190,7 +178,7 @@ impl Transport {
             let delay = match err.retry_after() {
                 Some(d) if d > self.retry.max_retry_after => return Err(err),
                 Some(d) => d,
-                None => self.retry.backoff(retry),
+                None => self.retry.backoff.delay(retry, &mut rand::thread_rng()),
             };
             tracing::debug!(code = err.code().as_str(), retry, ?delay, op = op.what(), "retrying a HubSpot call");
             self.clock.sleep(delay).await;
@@ -593,9 +581,9 @@ mod tests {
     fn backoff_grows_and_is_capped() {
         let p = RetryPolicy::default();
         for retry in 0..40 {
-            let d = p.backoff(retry);
-            assert!(d <= p.max_backoff);
-            let full = p.initial_backoff.saturating_mul(1 << retry.min(16)).min(p.max_backoff);
+            let d = p.backoff.delay(retry, &mut rand::thread_rng());
+            assert!(d <= p.backoff.max);
+            let full = p.backoff.initial.saturating_mul(1 << retry.min(16)).min(p.backoff.max);
             assert!(d >= full / 2, "{retry}: {d:?}");
         }
     }
