@@ -7,7 +7,7 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use http::{HeaderMap, HeaderValue, Method, header};
+use http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use url::Url;
@@ -259,8 +259,8 @@ impl ApiRequest {
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct ApiResponse {
-    /// The status.
-    pub status: u16,
+    /// The status (a 2xx).
+    pub status: StatusCode,
     /// The headers.
     pub headers: HeaderMap,
     /// The body (at most [`ApiConfig::max_response_body`]).
@@ -272,8 +272,8 @@ impl ApiResponse {
     pub fn json<T: DeserializeOwned>(&self) -> Result<T> {
         serde_json::from_slice(&self.body).map_err(|e| {
             Error::new(ErrorCode::HubspotUnavailable, format!("HubSpot's answer could not be read as expected: {e}"))
-                .with_status(self.status)
-                .with_retryable(false)
+                .with_status(self.status.as_u16())
+                .permanent()
         })
     }
 }
@@ -420,7 +420,8 @@ impl HubSpotClient {
                 self.api.shared.budgets.observe(self.portal_id, search, &answer.headers, self.clock().as_ref());
             }
             if answer.is_success() {
-                return Ok(ApiResponse { status: answer.status, headers: answer.headers, body: answer.body });
+                let status = StatusCode::from_u16(answer.status).unwrap_or(StatusCode::OK);
+                return Ok(ApiResponse { status, headers: answer.headers, body: answer.body });
             }
             let err = map_error(Op::Api, &answer, &[token.secret()], self.clock().as_ref());
             match answer.status {
@@ -512,7 +513,7 @@ impl HubSpotClient {
                     ),
                 )
                 .with_status(answer.status)
-                .with_retryable(false));
+                .permanent());
             }
         }
         Err(Error::new(ErrorCode::HubspotUnavailable, "HubSpot redirected too many times"))
@@ -525,7 +526,7 @@ fn rate_limit_wait(answer: &Answer, clock: &dyn Clock) -> Option<Duration> {
     if let Some(d) = retry_after(&answer.headers, clock) {
         return Some(d);
     }
-    let body = crate::error::HubSpotError::from_json(Some(429), &answer.body);
+    let body = crate::error::HubSpotError::from_json(Some(http::StatusCode::TOO_MANY_REQUESTS), &answer.body);
     let policy = body.as_ref().and_then(|b| b.policy_name.as_deref()).unwrap_or("");
     match policy {
         "DAILY" => None,

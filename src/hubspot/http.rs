@@ -204,7 +204,7 @@ fn network_error(op: Op, e: reqwest::Error) -> Error {
         Error::new(ErrorCode::HubspotUnavailable, format!("the request to HubSpot failed while {what}"))
     };
     let err = if unsent { err.with_unsent() } else { err };
-    err.with_retryable(true).with_source(e)
+    err.with_source(e)
 }
 
 /// The error for an answer over `max` bytes. An API answer that big is a limit the vendor set too low
@@ -226,7 +226,7 @@ fn too_big(op: Op, status: u16, max: usize) -> Error {
             format!("HubSpot's answer is larger than the {limit} an OAuth answer can be while {}", op.what()),
         )
     };
-    err.with_status(status).with_retryable(false)
+    err.with_status(status).permanent()
 }
 
 async fn read_capped(op: Op, mut response: reqwest::Response, max: usize) -> Result<Vec<u8>, Error> {
@@ -276,7 +276,7 @@ pub(crate) fn parse_retry_after(value: &[u8], now: std::time::SystemTime) -> Opt
 pub(crate) fn map_error(op: Op, answer: &Answer, secrets: &[&str], clock: &dyn Clock) -> Error {
     let status = answer.status;
     let what = op.what();
-    let body = HubSpotError::from_json_scrubbed(Some(status), &answer.body, secrets);
+    let body = HubSpotError::from_json_scrubbed(http::StatusCode::from_u16(status).ok(), &answer.body, secrets);
     let rate_limited = status == 429
         || body.as_ref().is_some_and(|b| {
             b.category.as_deref() == Some("RATE_LIMITS") || b.error_type.as_deref() == Some("RATE_LIMIT")
@@ -286,8 +286,7 @@ pub(crate) fn map_error(op: Op, answer: &Answer, secrets: &[&str], clock: &dyn C
             ErrorCode::RateLimited,
             with_details(format!("HubSpot's rate limit was hit while {what}"), body.as_ref()),
         )
-        .with_status(status)
-        .with_retryable(true);
+        .with_status(status);
         if let Some(d) = retry_after(&answer.headers, clock) {
             err = err.with_retry_after(d);
         }
@@ -298,8 +297,7 @@ pub(crate) fn map_error(op: Op, answer: &Answer, secrets: &[&str], clock: &dyn C
             ErrorCode::HubspotUnavailable,
             with_details(format!("HubSpot answered {status} while {what}"), body.as_ref()),
         )
-        .with_status(status)
-        .with_retryable(true);
+        .with_status(status);
         return attach(err, body);
     }
     if (300..400).contains(&status) {
@@ -308,7 +306,7 @@ pub(crate) fn map_error(op: Op, answer: &Answer, secrets: &[&str], clock: &dyn C
             format!("HubSpot answered with a redirect ({status}) while {what}; redirects from HubSpot's API are not followed"),
         )
         .with_status(status)
-        .with_retryable(false);
+        .permanent();
     }
     let Some(body) = body else {
         if op == Op::Api && (400..500).contains(&status) {
@@ -318,15 +316,14 @@ pub(crate) fn map_error(op: Op, answer: &Answer, secrets: &[&str], clock: &dyn C
                 _ => ErrorCode::RequestRejected,
             };
             return Error::new(code, format!("HubSpot refused the request ({status}) with a body that is not JSON"))
-                .with_status(status)
-                .with_retryable(false);
+                .with_status(status);
         }
         return Error::new(
             ErrorCode::HubspotUnavailable,
             format!("HubSpot answered {status} with a body that is not JSON while {what}"),
         )
         .with_status(status)
-        .with_retryable(false);
+        .permanent();
     };
     let code = classify(op, status, &body);
     let lead = match code {
@@ -342,11 +339,11 @@ pub(crate) fn map_error(op: Op, answer: &Answer, secrets: &[&str], clock: &dyn C
         _ => format!("HubSpot answered {status} while {what}"),
     };
     let missing = body.missing_scopes();
-    let retryable = matches!(body.error.as_deref(), Some("temporarily_unavailable" | "server_error"));
-    let err = Error::new(code, with_details(lead, Some(&body)))
-        .with_status(status)
-        .with_retryable(retryable)
-        .with_missing_scopes(missing);
+    // HubSpot said it is passing (`temporarily_unavailable`, `server_error`), or said something this crate does
+    // not know: only the former is worth trying again.
+    let passing = matches!(body.error.as_deref(), Some("temporarily_unavailable" | "server_error"));
+    let err = Error::new(code, with_details(lead, Some(&body))).with_status(status).with_missing_scopes(missing);
+    let err = if passing { err } else { err.permanent() };
     attach(err, Some(body))
 }
 
@@ -359,7 +356,7 @@ fn attach(err: Error, body: Option<HubSpotError>) -> Error {
 
 fn classify(op: Op, status: u16, body: &HubSpotError) -> ErrorCode {
     let token_fields = op != Op::Api;
-    let by_status = body.status.as_deref().filter(|_| token_fields).and_then(legacy_status);
+    let by_status = body.legacy_status.as_deref().filter(|_| token_fields).and_then(legacy_status);
     let by_error = body.error.as_deref().filter(|_| token_fields).and_then(|e| rfc_error(op, e));
     let by_category = body.category.as_deref().and_then(category);
     let by_http = match status {
@@ -419,7 +416,8 @@ fn category(category: &str) -> Option<ErrorCode> {
 fn with_details(lead: String, body: Option<&HubSpotError>) -> String {
     let Some(body) = body else { return lead };
     let mut parts = Vec::new();
-    let label = body.status.as_deref().filter(|s| *s != "error").or(body.error.as_deref()).or(body.category.as_deref());
+    let label =
+        body.legacy_status.as_deref().filter(|s| *s != "error").or(body.error.as_deref()).or(body.category.as_deref());
     match (label, body.text()) {
         (Some(l), Some(t)) => parts.push(format!("{l}: {t}")),
         (Some(l), None) => parts.push(l.to_owned()),
