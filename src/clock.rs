@@ -10,6 +10,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
 
+use crate::sync::lock;
+
 /// A source of time, and of sleeps.
 ///
 /// The crate asks a `Clock` for the time whenever it computes or checks an expiry, and sleeps through it between
@@ -190,10 +192,6 @@ impl ManualState {
         self.now = self.now.saturating_add(by);
         self.monotonic = self.monotonic.saturating_add(by);
     }
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 /// Whether a token that expires at `expires_at` must be treated as expired at `now`, refreshing `margin` early.

@@ -4,6 +4,7 @@ use std::error::Error as StdError;
 use std::fmt;
 use std::time::Duration;
 
+use http::StatusCode;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -77,6 +78,11 @@ impl ErrorCode {
         ErrorCode::ReadOnly,
         ErrorCode::InvalidConfig,
     ];
+
+    /// Whether an error with this code is, as a rule, a passing one (see [`Error::is_retryable`]).
+    pub(crate) const fn is_transient(self) -> bool {
+        matches!(self, ErrorCode::RateLimited | ErrorCode::HubspotUnavailable | ErrorCode::StoreUnavailable)
+    }
 
     /// The stable code string, such as `"AUTH_SCOPE_DENIED"`.
     pub const fn as_str(self) -> &'static str {
@@ -181,9 +187,13 @@ struct Inner {
     hubspot: Option<HubSpotError>,
     retry_after: Option<Duration>,
     missing_scopes: Vec<Scope>,
-    status: Option<u16>,
+    status: Option<StatusCode>,
     timeout: bool,
-    retryable: bool,
+    /// The failure repeats however often the call is tried: HubSpot's answer or the stored record itself cannot be
+    /// used. [`ErrorCode::HubspotUnavailable`] and [`ErrorCode::StoreUnavailable`] each cover both a passing outage
+    /// and such a failure (splitting them would change codes users match on), so this one fact is kept per error;
+    /// whether to retry still follows from the code (see [`Error::is_retryable`]).
+    permanent: bool,
     /// The request never left (a connection that could not be made): it cannot have taken effect.
     unsent: bool,
     source: Option<Box<dyn StdError + Send + Sync>>,
@@ -193,7 +203,8 @@ struct Inner {
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 impl Error {
-    /// An error with a code and a one-line message. The message must not contain secrets.
+    /// An error with a code and a one-line message. The message must not contain secrets. Whether it is worth
+    /// retrying follows from the code ([`Error::is_retryable`]).
     pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
         Self {
             inner: Box::new(Inner {
@@ -204,8 +215,8 @@ impl Error {
                 missing_scopes: Vec::new(),
                 status: None,
                 timeout: false,
+                permanent: false,
                 unsent: false,
-                retryable: matches!(code, ErrorCode::HubspotUnavailable | ErrorCode::RateLimited),
                 source: None,
             }),
         }
@@ -218,7 +229,7 @@ impl Error {
     }
 
     /// Attaches HubSpot's error body.
-    pub fn with_hubspot(mut self, body: HubSpotError) -> Self {
+    pub(crate) fn with_hubspot(mut self, body: HubSpotError) -> Self {
         if self.inner.status.is_none() {
             self.inner.status = body.http_status;
         }
@@ -227,27 +238,32 @@ impl Error {
     }
 
     /// Sets how long HubSpot asked to wait before retrying.
-    pub fn with_retry_after(mut self, retry_after: Duration) -> Self {
+    pub(crate) fn with_retry_after(mut self, retry_after: Duration) -> Self {
         self.inner.retry_after = Some(retry_after);
         self
     }
 
     /// Sets the scopes that were missing.
-    pub fn with_missing_scopes(mut self, scopes: Vec<Scope>) -> Self {
+    pub(crate) fn with_missing_scopes(mut self, scopes: Vec<Scope>) -> Self {
         self.inner.missing_scopes = scopes;
         self
     }
 
-    /// Sets the HTTP status HubSpot answered with.
-    pub fn with_status(mut self, status: u16) -> Self {
-        self.inner.status = Some(status);
+    /// Sets the HTTP status HubSpot answered with (a number outside 100 to 999 is none HTTP knows, and is dropped).
+    pub(crate) fn with_status(mut self, status: u16) -> Self {
+        self.inner.status = StatusCode::from_u16(status).ok();
         self
     }
 
-    /// Marks the error as a timeout (retryable).
-    pub fn with_timeout(mut self) -> Self {
+    /// Marks the error as a timeout.
+    pub(crate) fn with_timeout(mut self) -> Self {
         self.inner.timeout = true;
-        self.inner.retryable = true;
+        self
+    }
+
+    /// Marks a failure that trying again repeats: an answer from HubSpot or a stored record that cannot be used.
+    pub(crate) fn permanent(mut self) -> Self {
+        self.inner.permanent = true;
         self
     }
 
@@ -261,12 +277,6 @@ impl Error {
     /// request was not known to be unsent (a timeout, a connection lost mid-request).
     pub(crate) fn may_have_taken_effect(&self) -> bool {
         self.inner.status.is_none() && !self.inner.unsent
-    }
-
-    /// Says whether trying the same call again may succeed.
-    pub fn with_retryable(mut self, retryable: bool) -> Self {
-        self.inner.retryable = retryable;
-        self
     }
 
     /// The stable code.
@@ -300,7 +310,7 @@ impl Error {
     }
 
     /// The HTTP status HubSpot answered with, if it answered.
-    pub fn status(&self) -> Option<u16> {
+    pub fn status(&self) -> Option<StatusCode> {
         self.inner.status
     }
 
@@ -309,9 +319,13 @@ impl Error {
         self.inner.timeout
     }
 
-    /// Whether the same call may succeed if tried again later (HubSpot down, rate limited, timeout).
+    /// Whether the same call may succeed if tried again later. It follows from the code:
+    /// [`ErrorCode::RateLimited`], [`ErrorCode::HubspotUnavailable`] (HubSpot down, a timeout, a 5xx) and
+    /// [`ErrorCode::StoreUnavailable`] are worth another try, unless HubSpot's answer or the stored record itself
+    /// cannot be used (a body that is not what HubSpot sends, a record that cannot be decrypted): trying again gets
+    /// the same. Every other code needs something done first.
     pub fn is_retryable(&self) -> bool {
-        self.inner.retryable
+        self.inner.code.is_transient() && !self.inner.permanent
     }
 }
 
@@ -329,7 +343,7 @@ impl fmt::Debug for Error {
             d.field("hubspot", h);
         }
         if let Some(s) = self.inner.status {
-            d.field("status", &s);
+            d.field("status", &s.as_u16());
         }
         if let Some(r) = self.inner.retry_after {
             d.field("retry_after", &r);
@@ -356,14 +370,17 @@ impl StdError for Error {
 #[non_exhaustive]
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct HubSpotError {
-    /// The HTTP status of the answer.
-    pub http_status: Option<u16>,
+    /// The HTTP status of the answer (serialized as its number).
+    #[serde(default, with = "status_number")]
+    pub http_status: Option<StatusCode>,
     /// RFC 6749 `error`, such as `invalid_grant`.
     pub error: Option<String>,
     /// RFC 6749 `error_description`.
     pub error_description: Option<String>,
-    /// HubSpot's legacy `status`, such as `BAD_REFRESH_TOKEN` (or `"error"` on API errors).
-    pub status: Option<String>,
+    /// HubSpot's legacy `status` text, such as `BAD_REFRESH_TOKEN` (or `"error"` on API errors); not the HTTP
+    /// status, which is [`HubSpotError::http_status`].
+    #[serde(rename = "status")]
+    pub legacy_status: Option<String>,
     /// HubSpot's `message`.
     pub message: Option<String>,
     /// HubSpot's `correlationId`: quote it in a support ticket.
@@ -394,6 +411,22 @@ pub struct HubSpotErrorDetail {
     pub sub_category: Option<String>,
     /// Scopes named in the detail's context (`requiredGranularScopes`, `missingScopes`, `requiredScopes`).
     pub scopes: Vec<String>,
+}
+
+/// `Option<StatusCode>` as its number (HubSpotError's serialized form keeps `http_status: 401`).
+mod status_number {
+    use http::StatusCode;
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    pub(super) fn serialize<S: Serializer>(status: &Option<StatusCode>, serializer: S) -> Result<S::Ok, S::Error> {
+        status.map(|s| s.as_u16()).serialize(serializer)
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<StatusCode>, D::Error> {
+        Option::<u16>::deserialize(deserializer)?
+            .map(|n| StatusCode::from_u16(n).map_err(serde::de::Error::custom))
+            .transpose()
+    }
 }
 
 const MAX_FIELD: usize = 512;
@@ -433,7 +466,7 @@ fn scopes_from_context(ctx: Option<&Value>, out: &mut Vec<String>) {
 
 impl HubSpotError {
     /// Reads an error body. `None` when the body is not a JSON object. Long text fields are cut to 512 bytes.
-    pub fn from_json(http_status: Option<u16>, body: &[u8]) -> Option<Self> {
+    pub fn from_json(http_status: Option<StatusCode>, body: &[u8]) -> Option<Self> {
         let mut e = Self::from_json_whole(http_status, body)?;
         e.truncate_fields();
         Some(e)
@@ -441,7 +474,7 @@ impl HubSpotError {
 
     /// Reads an error body, removes every secret (and every piece of one) from it, and only then cuts long fields,
     /// so no part of a secret echoed near a cut survives.
-    pub(crate) fn from_json_scrubbed(http_status: Option<u16>, body: &[u8], secrets: &[&str]) -> Option<Self> {
+    pub(crate) fn from_json_scrubbed(http_status: Option<StatusCode>, body: &[u8], secrets: &[&str]) -> Option<Self> {
         let mut e = Self::from_json_whole(http_status, body)?;
         e.scrub(secrets);
         e.truncate_fields();
@@ -452,7 +485,7 @@ impl HubSpotError {
         self.each_text_mut(|text| *text = truncate(text));
     }
 
-    fn from_json_whole(http_status: Option<u16>, body: &[u8]) -> Option<Self> {
+    fn from_json_whole(http_status: Option<StatusCode>, body: &[u8]) -> Option<Self> {
         let value: Value = serde_json::from_slice(body).ok()?;
         let Value::Object(obj) = &value else { return None };
         let errors = match obj.get("errors") {
@@ -478,7 +511,7 @@ impl HubSpotError {
             http_status,
             error: string_field(obj, "error"),
             error_description: string_field(obj, "error_description"),
-            status: string_field(obj, "status"),
+            legacy_status: string_field(obj, "status"),
             message: string_field(obj, "message"),
             correlation_id: string_field(obj, "correlationId"),
             category: string_field(obj, "category"),
@@ -491,7 +524,7 @@ impl HubSpotError {
 
     /// Whether the body says anything an error body says (and so is not, say, a token response).
     pub fn is_error_body(&self) -> bool {
-        self.error.is_some() || self.category.is_some() || matches!(&self.status, Some(s) if !s.is_empty())
+        self.error.is_some() || self.category.is_some() || matches!(&self.legacy_status, Some(s) if !s.is_empty())
     }
 
     /// Every scope HubSpot names as missing, from `errors[].context` and the top-level context.
@@ -521,7 +554,7 @@ impl HubSpotError {
         let fields = [
             &mut self.error,
             &mut self.error_description,
-            &mut self.status,
+            &mut self.legacy_status,
             &mut self.message,
             &mut self.correlation_id,
             &mut self.category,
@@ -548,7 +581,7 @@ impl HubSpotError {
         let top = [
             &self.error,
             &self.error_description,
-            &self.status,
+            &self.legacy_status,
             &self.message,
             &self.correlation_id,
             &self.category,
@@ -643,22 +676,22 @@ mod tests {
     #[test]
     fn reads_every_shape() {
         let both = br#"{"error":"invalid_grant","error_description":"d","status":"BAD_REFRESH_TOKEN","message":"m","correlationId":"c-1"}"#;
-        let e = HubSpotError::from_json(Some(400), both).unwrap();
+        let e = HubSpotError::from_json(Some(StatusCode::BAD_REQUEST), both).unwrap();
         assert_eq!(e.error.as_deref(), Some("invalid_grant"));
-        assert_eq!(e.status.as_deref(), Some("BAD_REFRESH_TOKEN"));
+        assert_eq!(e.legacy_status.as_deref(), Some("BAD_REFRESH_TOKEN"));
         assert_eq!(e.correlation_id.as_deref(), Some("c-1"));
         assert_eq!(e.text(), Some("m"));
         assert!(e.is_error_body());
 
         let scopes = br#"{"status":"error","message":"no","category":"MISSING_SCOPES","errors":[{"message":"x","context":{"requiredGranularScopes":["crm.objects.deals.read","crm.objects.deals.write"]}}]}"#;
-        let e = HubSpotError::from_json(Some(403), scopes).unwrap();
+        let e = HubSpotError::from_json(Some(StatusCode::FORBIDDEN), scopes).unwrap();
         assert_eq!(e.missing_scopes().len(), 2);
 
         assert!(HubSpotError::from_json(None, b"<html>").is_none());
         assert!(HubSpotError::from_json(None, b"[1,2]").is_none());
         assert!(!HubSpotError::from_json(None, b"{}").unwrap().is_error_body());
         let odd = HubSpotError::from_json(None, br#"{"status":500,"message":["x"]}"#).unwrap();
-        assert_eq!(odd.status.as_deref(), Some("500"));
+        assert_eq!(odd.legacy_status.as_deref(), Some("500"));
         assert_eq!(odd.message, None);
     }
 
@@ -687,7 +720,8 @@ mod tests {
         let secret = "CANARY-0123456789-abcdefghijklmnopqrstuvwxyz";
         for at in [480, 490, 500, 505, 510] {
             let body = format!(r#"{{"message":"{}{secret} tail"}}"#, "x".repeat(at));
-            let e = HubSpotError::from_json_scrubbed(Some(400), body.as_bytes(), &[secret]).unwrap();
+            let e =
+                HubSpotError::from_json_scrubbed(Some(StatusCode::BAD_REQUEST), body.as_bytes(), &[secret]).unwrap();
             let text = e.message.unwrap();
             for piece in secret.as_bytes().windows(SCRUB_WINDOW) {
                 assert!(!text.contains(std::str::from_utf8(piece).unwrap()), "{at}: {text}");
@@ -741,7 +775,7 @@ mod tests {
                     "errors": [{"message": secret.clone(), "context": {"missingScopes": [secret.clone()]}}],
                 });
                 let bytes = serde_json::to_vec(&body).unwrap();
-                let e = HubSpotError::from_json_scrubbed(Some(400), &bytes, &[&secret]).unwrap();
+                let e = HubSpotError::from_json_scrubbed(Some(StatusCode::BAD_REQUEST), &bytes, &[&secret]).unwrap();
                 for text in e.texts() {
                     for piece in secret.as_bytes().windows(SCRUB_WINDOW) {
                         prop_assert!(!text.as_bytes().windows(SCRUB_WINDOW).any(|w| w == piece), "{text:?}");
@@ -752,7 +786,7 @@ mod tests {
             /// Any bytes: an error body or `None`, never a panic, fields within bounds.
             #[test]
             fn any_bytes_read_without_panic(body in proptest::collection::vec(any::<u8>(), 0..512)) {
-                if let Some(e) = HubSpotError::from_json(Some(400), &body) {
+                if let Some(e) = HubSpotError::from_json(Some(StatusCode::BAD_REQUEST), &body) {
                     prop_assert!(e.text().is_none_or(|t| t.len() <= MAX_FIELD + 3));
                 }
             }
@@ -772,13 +806,50 @@ mod tests {
                     }
                 }
                 let bytes = serde_json::to_vec(&Value::Object(obj)).unwrap();
-                let e = HubSpotError::from_json(Some(400), &bytes).unwrap();
+                let e = HubSpotError::from_json(Some(StatusCode::BAD_REQUEST), &bytes).unwrap();
                 prop_assert_eq!(e.error, error);
-                prop_assert_eq!(e.status, status);
+                prop_assert_eq!(e.legacy_status, status);
                 prop_assert_eq!(e.message, message);
                 prop_assert_eq!(e.correlation_id, correlation);
             }
         }
+    }
+
+    #[test]
+    fn retryable_follows_from_the_code() {
+        for code in ErrorCode::ALL {
+            let e = Error::new(*code, "x");
+            let passing =
+                matches!(code, ErrorCode::RateLimited | ErrorCode::HubspotUnavailable | ErrorCode::StoreUnavailable);
+            assert_eq!(e.is_retryable(), passing, "{code}");
+            assert!(!e.permanent().is_retryable(), "{code}: an answer that cannot be used stays so");
+        }
+        let timeout = Error::new(ErrorCode::HubspotUnavailable, "x").with_timeout();
+        assert!(timeout.is_timeout() && timeout.is_retryable());
+    }
+
+    #[test]
+    fn the_http_status_is_typed_and_apart_from_hubspots_status_text() {
+        let body =
+            HubSpotError::from_json(Some(StatusCode::BAD_REQUEST), br#"{"status":"BAD_REFRESH_TOKEN","message":"m"}"#)
+                .unwrap();
+        assert_eq!(body.http_status, Some(StatusCode::BAD_REQUEST));
+        assert_eq!(body.legacy_status.as_deref(), Some("BAD_REFRESH_TOKEN"));
+        let e = Error::new(ErrorCode::ReconnectRequired, "x").with_hubspot(body.clone());
+        assert_eq!(e.status(), Some(StatusCode::BAD_REQUEST), "taken from the body when not set");
+        assert_eq!(
+            Error::new(ErrorCode::HubspotUnavailable, "x").with_status(502).status(),
+            Some(StatusCode::BAD_GATEWAY)
+        );
+        assert_eq!(Error::new(ErrorCode::HubspotUnavailable, "x").with_status(42).status(), None);
+        assert!(format!("{:?}", e).contains("status: 400"), "{e:?}");
+
+        // The serialized form keeps its names and numbers.
+        let json = serde_json::to_value(&body).unwrap();
+        assert_eq!((json["http_status"].as_u64(), json["status"].as_str()), (Some(400), Some("BAD_REFRESH_TOKEN")));
+        assert_eq!(serde_json::from_value::<HubSpotError>(json).unwrap(), body);
+        let bad = serde_json::json!({"http_status": 5, "errors": []});
+        assert!(serde_json::from_value::<HubSpotError>(bad).is_err());
     }
 
     #[test]

@@ -36,7 +36,7 @@ pub fn error_body(data: &[u8]) {
     let Some((&len, rest)) = data.split_first() else { return };
     let len = 8 + usize::from(len % 64);
     if rest.len() < len {
-        let _ = HubSpotError::from_json(Some(400), rest);
+        let _ = HubSpotError::from_json(Some(http::StatusCode::BAD_REQUEST), rest);
         return;
     }
     let (secret, body) = rest.split_at(len);
@@ -44,7 +44,8 @@ pub fn error_body(data: &[u8]) {
     let secret: String =
         secret.iter().map(|&b| if b.is_ascii_alphanumeric() { b as char } else { '-' }).collect::<String>();
     let body = String::from_utf8_lossy(body).replace("SECRET", &secret);
-    if let Some(e) = HubSpotError::from_json_scrubbed(Some(400), body.as_bytes(), &[&secret]) {
+    if let Some(e) = HubSpotError::from_json_scrubbed(Some(http::StatusCode::BAD_REQUEST), body.as_bytes(), &[&secret])
+    {
         for text in e.texts() {
             for piece in secret.as_bytes().windows(SCRUB_WINDOW) {
                 assert!(!text.as_bytes().windows(SCRUB_WINDOW).any(|w| w == piece), "a piece of the secret survived");

@@ -9,12 +9,15 @@ mod error;
 mod failpoint;
 pub mod hubspot;
 mod manager;
+mod retry;
 pub mod scope;
 pub mod secret;
 pub mod store;
+mod sync;
 #[cfg(feature = "axum")]
 #[cfg_attr(docsrs, doc(cfg(feature = "axum")))]
 pub mod web;
+mod window;
 
 #[cfg(feature = "test-util")]
 #[cfg_attr(docsrs, doc(cfg(feature = "test-util")))]
@@ -46,10 +49,13 @@ pub use crate::connector::Connector;
 pub use crate::error::{Error, ErrorCode, Result};
 pub use crate::hubspot::HubSpotConnector;
 pub use crate::manager::{BeginOptions, Callback, Connections, Event, EventKind, TenantConnections};
+pub use crate::retry::Backoff;
 pub use crate::scope::{Scope, Scopes};
 pub use crate::secret::{AccessToken, ClientSecret, RefreshToken};
 pub use crate::store::TokenStore;
 
+/// The `http` crate, whose [`http::StatusCode`] appears in this crate's errors and answers.
+pub use http;
 #[cfg(feature = "redis")]
 #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
 /// The `redis` crate, whose connection manager [`store::RedisStore::from_connection`] takes.

@@ -81,7 +81,7 @@ async fn a_401_refreshes_once_and_retries() {
     w.fake.fail(Endpoint::CrmList, unauthorized, 2);
     let err = c.get_json::<Value>("crm/v3/objects/contacts").await.unwrap_err();
     assert_eq!(err.code(), ErrorCode::ReconnectRequired, "{err}");
-    assert_eq!(err.status(), Some(401));
+    assert_eq!(err.status(), Some(http::StatusCode::UNAUTHORIZED));
     assert_eq!(err.correlation_id(), Some("c-401"));
     assert_eq!(w.fake.token_requests(), 1, "at most one refresh per request");
     assert_eq!(w.fake.requests(Endpoint::CrmList), 2);
@@ -273,7 +273,7 @@ async fn other_errors_keep_hubspots_body() {
     let c = w.client().await;
     let err = c.get_json::<Value>("crm/v3/objects/contacts/999999").await.unwrap_err();
     assert_eq!(err.code(), ErrorCode::RequestRejected, "{err}");
-    assert_eq!(err.status(), Some(404));
+    assert_eq!(err.status(), Some(http::StatusCode::NOT_FOUND));
     let body = err.hubspot().unwrap();
     assert_eq!(body.category.as_deref(), Some("OBJECT_NOT_FOUND"));
     assert!(body.correlation_id.is_some());

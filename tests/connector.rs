@@ -304,7 +304,7 @@ async fn transient_failures_are_retried_with_injected_sleeps() {
         e.fake.fail(ep, Failure::BadGatewayHtml, 3);
         let err = e.hubspot.refresh(&refresh).await.unwrap_err();
         assert_eq!(err.code(), ErrorCode::HubspotUnavailable, "{version}: {err}");
-        assert_eq!(err.status(), Some(502));
+        assert_eq!(err.status(), Some(http::StatusCode::BAD_GATEWAY));
         assert!(err.is_retryable());
         assert_eq!(e.fake.requests(ep), 3, "one try and two retries");
         assert_eq!(e.clock.sleeps().len(), 3);
@@ -540,7 +540,7 @@ async fn account_info_errors() {
         e.fake.expire_access_tokens();
         let err = e.hubspot.account_info(&t.access_token).await.unwrap_err();
         assert_eq!(err.code(), ErrorCode::TokenExpired, "{version}: {err}");
-        assert_eq!(err.status(), Some(401));
+        assert_eq!(err.status(), Some(http::StatusCode::UNAUTHORIZED));
         assert_eq!(err.hubspot().unwrap().category.as_deref(), Some("EXPIRED_AUTHENTICATION"));
         assert!(err.correlation_id().is_some());
         assert_clean(&err, &[t.access_token.secret()]);

@@ -1,7 +1,7 @@
 //! Per-portal request budgets: HubSpot's rolling limits, enforced before a request leaves, shared by every task of
 //! the process that uses the portal.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::fmt;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -9,7 +9,8 @@ use std::time::Duration;
 use tokio::sync::Notify;
 
 use crate::clock::Clock;
-use crate::manager::lock;
+use crate::sync::lock;
+use crate::window::Rolling;
 
 /// A rolling limit: at most `max` requests in any `window`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -45,21 +46,19 @@ enum Wait {
 #[derive(Debug)]
 struct Window {
     limit: RateLimit,
-    /// When finished requests finished (and requests HubSpot says other processes sent), oldest first, in the
-    /// clock's monotonic time: a wall-clock step neither stalls nor opens the window.
-    finished: VecDeque<Duration>,
+    /// When finished requests finished (and requests HubSpot says other processes sent), in the clock's monotonic
+    /// time: a wall-clock step neither stalls nor opens the window.
+    finished: Rolling<Duration>,
     in_flight: usize,
 }
 
 impl Window {
     fn new(limit: RateLimit) -> Self {
-        Self { limit, finished: VecDeque::new(), in_flight: 0 }
+        Self { limit, finished: Rolling::default(), in_flight: 0 }
     }
 
     fn prune(&mut self, now: Duration) {
-        while self.finished.front().is_some_and(|t| now.saturating_sub(*t) >= self.limit.window) {
-            self.finished.pop_front();
-        }
+        self.finished.prune(self.limit.window, now);
     }
 
     fn count(&self) -> usize {
@@ -78,14 +77,13 @@ impl Window {
             return Some(Wait::Finish);
         }
         // `count - max + 1` finished requests must leave the window; this is the last of them to go.
-        let last = self.finished.get(count - max).copied().unwrap_or(now);
+        let last = self.finished.get(count - max).unwrap_or(now);
         let free_at = last.saturating_add(self.limit.window);
         Some(Wait::For(free_at.saturating_sub(now).max(Duration::from_millis(1))))
     }
 
     fn record(&mut self, at: Duration) {
-        let index = self.finished.partition_point(|t| *t <= at);
-        self.finished.insert(index, at);
+        self.finished.record(at);
     }
 
     fn finish(&mut self, now: Duration) {

@@ -7,8 +7,7 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use http::{HeaderMap, HeaderValue, Method, header};
-use rand::Rng;
+use http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use url::Url;
@@ -22,6 +21,7 @@ use crate::error::{Error, ErrorCode, Result};
 use crate::hubspot::http::{Answer, Op, Reach, Transport, map_error, retry_after};
 use crate::hubspot::parse_endpoint;
 use crate::manager::Connections;
+use crate::retry::Backoff;
 use crate::secret::AccessToken;
 
 /// How [`HubSpotApi`] calls HubSpot. Every field has a default; see the setters on [`HubSpotApiBuilder`].
@@ -42,8 +42,9 @@ pub struct ApiConfig {
     pub max_rate_limit_retries: u32,
     /// The longest single wait for a 429. Default 15 s.
     pub max_rate_limit_wait: Duration,
-    /// The first back-off after a 5xx; doubles with each retry, with jitter. Default 250 ms.
-    pub initial_backoff: Duration,
+    /// The delays between retries of 5xx answers and timeouts. Default 250 ms, doubling, at most 256 s (`2¹⁰`
+    /// times the first), with jitter.
+    pub backoff: Backoff,
     /// The timeout of each request. Default 30 s.
     pub timeout: Duration,
     /// Redirects followed (same host with the token, another host without it and never with a body). Default 5.
@@ -68,7 +69,7 @@ impl Default for ApiConfig {
             max_retries: 2,
             max_rate_limit_retries: 3,
             max_rate_limit_wait: Duration::from_secs(15),
-            initial_backoff: Duration::from_millis(250),
+            backoff: Backoff::new(Duration::from_millis(250), Duration::from_millis(250 << 10)),
             timeout: Duration::from_secs(30),
             max_redirects: 5,
             max_response_body: crate::hubspot::http::MAX_API_BODY,
@@ -258,8 +259,8 @@ impl ApiRequest {
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct ApiResponse {
-    /// The status.
-    pub status: u16,
+    /// The status (a 2xx).
+    pub status: StatusCode,
     /// The headers.
     pub headers: HeaderMap,
     /// The body (at most [`ApiConfig::max_response_body`]).
@@ -271,8 +272,8 @@ impl ApiResponse {
     pub fn json<T: DeserializeOwned>(&self) -> Result<T> {
         serde_json::from_slice(&self.body).map_err(|e| {
             Error::new(ErrorCode::HubspotUnavailable, format!("HubSpot's answer could not be read as expected: {e}"))
-                .with_status(self.status)
-                .with_retryable(false)
+                .with_status(self.status.as_u16())
+                .permanent()
         })
     }
 }
@@ -419,7 +420,8 @@ impl HubSpotClient {
                 self.api.shared.budgets.observe(self.portal_id, search, &answer.headers, self.clock().as_ref());
             }
             if answer.is_success() {
-                return Ok(ApiResponse { status: answer.status, headers: answer.headers, body: answer.body });
+                let status = StatusCode::from_u16(answer.status).unwrap_or(StatusCode::OK);
+                return Ok(ApiResponse { status, headers: answer.headers, body: answer.body });
             }
             let err = map_error(Op::Api, &answer, &[token.secret()], self.clock().as_ref());
             match answer.status {
@@ -458,9 +460,8 @@ impl HubSpotClient {
     }
 
     async fn back_off(&self, retry: u32) {
-        let base = self.api.shared.config.initial_backoff.saturating_mul(1u32 << retry.min(10));
-        let jitter = rand::thread_rng().gen_range(0.5..=1.0);
-        self.clock().sleep(base.mul_f64(jitter)).await;
+        let delay = self.api.shared.config.backoff.delay(retry, &mut rand::thread_rng());
+        self.clock().sleep(delay).await;
     }
 
     /// One request, following redirects by hand: the token goes only to HubSpot's hosts.
@@ -512,7 +513,7 @@ impl HubSpotClient {
                     ),
                 )
                 .with_status(answer.status)
-                .with_retryable(false));
+                .permanent());
             }
         }
         Err(Error::new(ErrorCode::HubspotUnavailable, "HubSpot redirected too many times"))
@@ -525,7 +526,7 @@ fn rate_limit_wait(answer: &Answer, clock: &dyn Clock) -> Option<Duration> {
     if let Some(d) = retry_after(&answer.headers, clock) {
         return Some(d);
     }
-    let body = crate::error::HubSpotError::from_json(Some(429), &answer.body);
+    let body = crate::error::HubSpotError::from_json(Some(http::StatusCode::TOO_MANY_REQUESTS), &answer.body);
     let policy = body.as_ref().and_then(|b| b.policy_name.as_deref()).unwrap_or("");
     match policy {
         "DAILY" => None,

@@ -4,10 +4,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use http::HeaderMap;
-use rand::Rng;
 
 use crate::clock::Clock;
 use crate::error::{Error, ErrorCode, HubSpotError};
+use crate::retry::Backoff;
 
 /// The largest answer read from HubSpot's OAuth and account endpoints by default (1 MiB): theirs are a few KiB.
 pub(crate) const MAX_OAUTH_BODY: usize = 1024 * 1024;
@@ -19,17 +19,15 @@ pub(crate) const MAX_API_BODY: usize = 64 * 1024 * 1024;
 /// How failed calls to HubSpot are retried. A code exchange is never retried.
 ///
 /// Retried: 5xx answers, timeouts, connection failures, and 429 answers whose `Retry-After` is no longer than
-/// [`RetryPolicy::max_retry_after`]. The delay before retry `n` (from 0) is `initial_backoff · 2ⁿ`, capped at
-/// `max_backoff`, with jitter between half and all of it; a `Retry-After` is honoured as given.
+/// [`RetryPolicy::max_retry_after`]. The delay before each retry follows [`RetryPolicy::backoff`]; a `Retry-After`
+/// is honoured as given.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct RetryPolicy {
     /// Retries after the first attempt. Default 2.
     pub max_retries: u32,
-    /// The first back-off. Default 250 ms.
-    pub initial_backoff: Duration,
-    /// The longest back-off. Default 5 s.
-    pub max_backoff: Duration,
+    /// The delays between attempts. Default 250 ms, doubling, at most 5 s, with jitter.
+    pub backoff: Backoff,
     /// The longest `Retry-After` waited for; a longer one is returned as [`ErrorCode::RateLimited`]. Default 10 s.
     pub max_retry_after: Duration,
 }
@@ -38,8 +36,7 @@ impl Default for RetryPolicy {
     fn default() -> Self {
         Self {
             max_retries: 2,
-            initial_backoff: Duration::from_millis(250),
-            max_backoff: Duration::from_secs(5),
+            backoff: Backoff::new(Duration::from_millis(250), Duration::from_secs(5)),
             max_retry_after: Duration::from_secs(10),
         }
     }
@@ -54,15 +51,6 @@ impl RetryPolicy {
     /// A policy with `max_retries` retries and the default delays.
     pub fn with_max_retries(max_retries: u32) -> Self {
         Self { max_retries, ..Self::default() }
-    }
-
-    fn backoff(&self, retry: u32) -> Duration {
-        let exp = self
-            .initial_backoff
-            .saturating_mul(1u32.checked_shl(retry.min(16)).unwrap_or(u32::MAX))
-            .min(self.max_backoff);
-        let jitter = rand::thread_rng().gen_range(0.5..=1.0);
-        exp.mul_f64(jitter)
     }
 }
 
@@ -190,7 +178,7 @@ impl Transport {
             let delay = match err.retry_after() {
                 Some(d) if d > self.retry.max_retry_after => return Err(err),
                 Some(d) => d,
-                None => self.retry.backoff(retry),
+                None => self.retry.backoff.delay(retry, &mut rand::thread_rng()),
             };
             tracing::debug!(code = err.code().as_str(), retry, ?delay, op = op.what(), "retrying a HubSpot call");
             self.clock.sleep(delay).await;
@@ -216,7 +204,7 @@ fn network_error(op: Op, e: reqwest::Error) -> Error {
         Error::new(ErrorCode::HubspotUnavailable, format!("the request to HubSpot failed while {what}"))
     };
     let err = if unsent { err.with_unsent() } else { err };
-    err.with_retryable(true).with_source(e)
+    err.with_source(e)
 }
 
 /// The error for an answer over `max` bytes. An API answer that big is a limit the vendor set too low
@@ -238,7 +226,7 @@ fn too_big(op: Op, status: u16, max: usize) -> Error {
             format!("HubSpot's answer is larger than the {limit} an OAuth answer can be while {}", op.what()),
         )
     };
-    err.with_status(status).with_retryable(false)
+    err.with_status(status).permanent()
 }
 
 async fn read_capped(op: Op, mut response: reqwest::Response, max: usize) -> Result<Vec<u8>, Error> {
@@ -288,7 +276,7 @@ pub(crate) fn parse_retry_after(value: &[u8], now: std::time::SystemTime) -> Opt
 pub(crate) fn map_error(op: Op, answer: &Answer, secrets: &[&str], clock: &dyn Clock) -> Error {
     let status = answer.status;
     let what = op.what();
-    let body = HubSpotError::from_json_scrubbed(Some(status), &answer.body, secrets);
+    let body = HubSpotError::from_json_scrubbed(http::StatusCode::from_u16(status).ok(), &answer.body, secrets);
     let rate_limited = status == 429
         || body.as_ref().is_some_and(|b| {
             b.category.as_deref() == Some("RATE_LIMITS") || b.error_type.as_deref() == Some("RATE_LIMIT")
@@ -298,8 +286,7 @@ pub(crate) fn map_error(op: Op, answer: &Answer, secrets: &[&str], clock: &dyn C
             ErrorCode::RateLimited,
             with_details(format!("HubSpot's rate limit was hit while {what}"), body.as_ref()),
         )
-        .with_status(status)
-        .with_retryable(true);
+        .with_status(status);
         if let Some(d) = retry_after(&answer.headers, clock) {
             err = err.with_retry_after(d);
         }
@@ -310,8 +297,7 @@ pub(crate) fn map_error(op: Op, answer: &Answer, secrets: &[&str], clock: &dyn C
             ErrorCode::HubspotUnavailable,
             with_details(format!("HubSpot answered {status} while {what}"), body.as_ref()),
         )
-        .with_status(status)
-        .with_retryable(true);
+        .with_status(status);
         return attach(err, body);
     }
     if (300..400).contains(&status) {
@@ -320,7 +306,7 @@ pub(crate) fn map_error(op: Op, answer: &Answer, secrets: &[&str], clock: &dyn C
             format!("HubSpot answered with a redirect ({status}) while {what}; redirects from HubSpot's API are not followed"),
         )
         .with_status(status)
-        .with_retryable(false);
+        .permanent();
     }
     let Some(body) = body else {
         if op == Op::Api && (400..500).contains(&status) {
@@ -330,15 +316,14 @@ pub(crate) fn map_error(op: Op, answer: &Answer, secrets: &[&str], clock: &dyn C
                 _ => ErrorCode::RequestRejected,
             };
             return Error::new(code, format!("HubSpot refused the request ({status}) with a body that is not JSON"))
-                .with_status(status)
-                .with_retryable(false);
+                .with_status(status);
         }
         return Error::new(
             ErrorCode::HubspotUnavailable,
             format!("HubSpot answered {status} with a body that is not JSON while {what}"),
         )
         .with_status(status)
-        .with_retryable(false);
+        .permanent();
     };
     let code = classify(op, status, &body);
     let lead = match code {
@@ -354,11 +339,11 @@ pub(crate) fn map_error(op: Op, answer: &Answer, secrets: &[&str], clock: &dyn C
         _ => format!("HubSpot answered {status} while {what}"),
     };
     let missing = body.missing_scopes();
-    let retryable = matches!(body.error.as_deref(), Some("temporarily_unavailable" | "server_error"));
-    let err = Error::new(code, with_details(lead, Some(&body)))
-        .with_status(status)
-        .with_retryable(retryable)
-        .with_missing_scopes(missing);
+    // HubSpot said it is passing (`temporarily_unavailable`, `server_error`), or said something this crate does
+    // not know: only the former is worth trying again.
+    let passing = matches!(body.error.as_deref(), Some("temporarily_unavailable" | "server_error"));
+    let err = Error::new(code, with_details(lead, Some(&body))).with_status(status).with_missing_scopes(missing);
+    let err = if passing { err } else { err.permanent() };
     attach(err, Some(body))
 }
 
@@ -371,7 +356,7 @@ fn attach(err: Error, body: Option<HubSpotError>) -> Error {
 
 fn classify(op: Op, status: u16, body: &HubSpotError) -> ErrorCode {
     let token_fields = op != Op::Api;
-    let by_status = body.status.as_deref().filter(|_| token_fields).and_then(legacy_status);
+    let by_status = body.legacy_status.as_deref().filter(|_| token_fields).and_then(legacy_status);
     let by_error = body.error.as_deref().filter(|_| token_fields).and_then(|e| rfc_error(op, e));
     let by_category = body.category.as_deref().and_then(category);
     let by_http = match status {
@@ -431,7 +416,8 @@ fn category(category: &str) -> Option<ErrorCode> {
 fn with_details(lead: String, body: Option<&HubSpotError>) -> String {
     let Some(body) = body else { return lead };
     let mut parts = Vec::new();
-    let label = body.status.as_deref().filter(|s| *s != "error").or(body.error.as_deref()).or(body.category.as_deref());
+    let label =
+        body.legacy_status.as_deref().filter(|s| *s != "error").or(body.error.as_deref()).or(body.category.as_deref());
     match (label, body.text()) {
         (Some(l), Some(t)) => parts.push(format!("{l}: {t}")),
         (Some(l), None) => parts.push(l.to_owned()),
@@ -593,9 +579,9 @@ mod tests {
     fn backoff_grows_and_is_capped() {
         let p = RetryPolicy::default();
         for retry in 0..40 {
-            let d = p.backoff(retry);
-            assert!(d <= p.max_backoff);
-            let full = p.initial_backoff.saturating_mul(1 << retry.min(16)).min(p.max_backoff);
+            let d = p.backoff.delay(retry, &mut rand::thread_rng());
+            assert!(d <= p.backoff.max);
+            let full = p.backoff.initial.saturating_mul(1 << retry.min(16)).min(p.backoff.max);
             assert!(d >= full / 2, "{retry}: {d:?}");
         }
     }

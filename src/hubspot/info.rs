@@ -56,7 +56,7 @@ pub struct TokenInfo {
 }
 
 fn garbage(msg: impl Into<String>) -> Error {
-    Error::new(ErrorCode::HubspotUnavailable, msg).with_retryable(false)
+    Error::new(ErrorCode::HubspotUnavailable, msg).permanent()
 }
 
 fn object(body: &[u8], what: &str) -> Result<Map<String, Value>, Error> {

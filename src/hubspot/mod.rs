@@ -443,7 +443,9 @@ impl HubSpotConnector {
                 return Err(error_in_success(op, body, &secrets, self.clock().as_ref()));
             }
             Err(RequestTokenError::Parse(e, raw)) => {
-                if let Some(body) = HubSpotError::from_json(Some(200), &raw).filter(HubSpotError::is_error_body) {
+                if let Some(body) =
+                    HubSpotError::from_json(Some(::http::StatusCode::OK), &raw).filter(HubSpotError::is_error_body)
+                {
                     return Err(error_in_success(op, body, &secrets, self.clock().as_ref()));
                 }
                 let detail = if serde_json::from_slice::<serde_json::Value>(&raw).is_err() {
@@ -455,7 +457,7 @@ impl HubSpotConnector {
                 };
                 return Err(Error::new(ErrorCode::HubspotUnavailable, format!("HubSpot's token response {detail}"))
                     .with_status(200)
-                    .with_retryable(false));
+                    .permanent());
             }
             Err(RequestTokenError::Other(what)) => {
                 let what: String = what.chars().take(200).collect();
@@ -463,7 +465,7 @@ impl HubSpotConnector {
                     ErrorCode::HubspotUnavailable,
                     format!("HubSpot's token endpoint gave an unusable answer: {what}"),
                 )
-                .with_retryable(false));
+                .permanent());
             }
         };
         body.into_token_set(requested_at, refresh)
@@ -577,19 +579,20 @@ fn is_unknown_token(answer: &Answer) -> bool {
     if answer.status != 400 {
         return false;
     }
-    HubSpotError::from_json(Some(400), &answer.body).is_some_and(|b| {
+    HubSpotError::from_json(Some(::http::StatusCode::BAD_REQUEST), &answer.body).is_some_and(|b| {
         matches!(b.error.as_deref(), Some("invalid_grant" | "invalid_token" | "invalid_request"))
-            || matches!(b.status.as_deref(), Some("BAD_REFRESH_TOKEN" | "BAD_ACCESS_TOKEN" | "BAD_TOKEN"))
+            || matches!(b.legacy_status.as_deref(), Some("BAD_REFRESH_TOKEN" | "BAD_ACCESS_TOKEN" | "BAD_TOKEN"))
     })
 }
 
 fn error_in_success(op: Op, body: HubSpotError, secrets: &[&str], clock: &dyn Clock) -> Error {
     let raw = serde_json::to_vec(&serde_json::json!({
-        "error": body.error, "error_description": body.error_description, "status": body.status,
+        "error": body.error, "error_description": body.error_description, "status": body.legacy_status,
         "message": body.message, "correlationId": body.correlation_id, "category": body.category,
     }))
     .unwrap_or_default();
-    let answer = Answer { status: body.http_status.unwrap_or(200), headers: ::http::HeaderMap::new(), body: raw };
+    let answer =
+        Answer { status: body.http_status.map_or(200, |s| s.as_u16()), headers: ::http::HeaderMap::new(), body: raw };
     map_error(op, &answer, secrets, clock)
 }
 
@@ -657,7 +660,7 @@ impl Connector for HubSpotConnector {
                     info.portal_id, account.portal_id
                 ),
             )
-            .with_retryable(false));
+            .permanent());
         }
         Ok(Installation {
             portal_id: info.portal_id,

@@ -92,7 +92,7 @@ impl oauth2::TokenResponse for TokenResponseBody {
 }
 
 fn garbage(msg: impl Into<String>) -> Error {
-    Error::new(ErrorCode::HubspotUnavailable, msg).with_retryable(false)
+    Error::new(ErrorCode::HubspotUnavailable, msg).permanent()
 }
 
 fn kind_of(v: &Value) -> &'static str {
@@ -192,7 +192,7 @@ impl TokenResponseBody {
             "message": self.message, "correlationId": self.correlation_id,
         }))
         .ok()?;
-        Some(HubSpotError::from_json(Some(200), &raw).unwrap_or_default())
+        Some(HubSpotError::from_json(Some(http::StatusCode::OK), &raw).unwrap_or_default())
     }
 
     /// Checks the body and turns it into a [`TokenSet`], expiring `expires_in` after `requested_at`.

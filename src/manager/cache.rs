@@ -14,8 +14,8 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, SystemTime};
 
 use crate::connection::{Connection, ConnectionId};
-use crate::manager::lock;
 use crate::secret::AccessToken;
+use crate::sync::{lock, read, write};
 
 /// The cache looks for idle entries whenever it grows past this size (or twice what the last look kept).
 const PRUNE_ABOVE: usize = 1_024;
@@ -68,14 +68,14 @@ impl TokenCache {
 
     /// The token, if it is fresh at monotonic time `mono`: neither due nor unchecked for too long. The hot path.
     pub(crate) fn fresh(&self, id: &ConnectionId, mono: Duration) -> Option<AccessToken> {
-        let entries = self.entries.read().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let entries = read(&self.entries);
         let entry = entries.map.get(id)?;
         (mono < entry.fresh_until).then(|| entry.token.clone())
     }
 
     /// The token while HubSpot still accepts it at `now`, due or not, checked or not.
     pub(crate) fn valid(&self, id: &ConnectionId, now: SystemTime) -> Option<AccessToken> {
-        let entries = self.entries.read().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let entries = read(&self.entries);
         let entry = entries.map.get(id)?;
         entry.expires_at.is_none_or(|e| now < e).then(|| entry.token.clone())
     }
@@ -92,7 +92,7 @@ impl TokenCache {
             fresh_until: Duration::ZERO,
         };
         entry.fresh_until = self.fresh_until(&entry);
-        let mut entries = self.entries.write().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut entries = write(&self.entries);
         if entries.map.len() >= entries.prune_above && !entries.map.contains_key(&c.id) {
             let idle = IDLE.max(self.revalidate.saturating_mul(2));
             entries.map.retain(|_, e| mono.saturating_sub(e.checked_at) < idle);
@@ -108,7 +108,7 @@ impl TokenCache {
 
     /// Trusts the cached token for another revalidation period (the store could not be asked).
     pub(crate) fn recheck_later(&self, id: &ConnectionId, mono: Duration) {
-        let mut entries = self.entries.write().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut entries = write(&self.entries);
         if let Some(entry) = entries.map.get_mut(id) {
             entry.checked_at = mono;
             let fresh_until = self.fresh_until(entry);
@@ -118,7 +118,7 @@ impl TokenCache {
 
     /// Drops the connection's token.
     pub(crate) fn forget(&self, id: &ConnectionId) {
-        self.entries.write().unwrap_or_else(std::sync::PoisonError::into_inner).map.remove(id);
+        write(&self.entries).map.remove(id);
     }
 
     /// The connection's flight lock (created if none).
@@ -154,7 +154,7 @@ impl TokenCache {
 
     #[cfg(test)]
     pub(crate) fn sizes(&self) -> (usize, usize) {
-        let entries = self.entries.read().map(|e| e.map.len()).unwrap_or_default();
+        let entries = read(&self.entries).map.len();
         (entries, lock(&self.flights).len())
     }
 }

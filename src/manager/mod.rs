@@ -10,7 +10,7 @@ mod refresh;
 mod tenant;
 
 use std::fmt;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
 use std::time::SystemTime;
 
 use tokio::sync::broadcast;
@@ -64,10 +64,6 @@ pub(crate) struct Shared {
     pub(crate) owner: String,
     pub(crate) cache: cache::TokenCache,
     pub(crate) events: broadcast::Sender<Event>,
-}
-
-pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 fn not_found(id: &ConnectionId) -> Error {

@@ -10,6 +10,7 @@ use super::{Connections, Shared, cache};
 use crate::clock::{Clock, SystemClock};
 use crate::connection::ConnectionId;
 use crate::connector::{AccountType, Connector};
+use crate::retry::Backoff;
 use crate::store::TokenStore;
 
 /// A tenant's portal limit, from its plan (`None`: unlimited).
@@ -70,10 +71,9 @@ pub struct Policy {
     /// How often a caller waiting for another process's refresh looks again (at least every 10 ms). Default 100 ms.
     /// Only a caller without a still-valid token waits, and for at most three lease lifetimes.
     pub lease_poll: Duration,
-    /// The first cooldown after a failed refresh; doubles with each failure in a row. Default 30 s.
-    pub backoff_initial: Duration,
-    /// The longest cooldown. Default 30 minutes.
-    pub backoff_max: Duration,
+    /// The cooldowns after failed refreshes: the first after one failure, doubling with each failure in a row (at
+    /// least HubSpot's `Retry-After`). Default 30 s, doubling, at most 30 minutes, without jitter.
+    pub backoff: Backoff,
     /// The longest a cached token is served without checking the store still holds it (a connection disconnected
     /// or refreshed by another process is noticed within this time). Default 5 s.
     pub cache_revalidate: Duration,
@@ -90,8 +90,7 @@ impl Default for Policy {
             refused_account_types: vec![AccountType::AppDeveloper],
             lease_ttl: Duration::from_secs(60),
             lease_poll: Duration::from_millis(100),
-            backoff_initial: Duration::from_secs(30),
-            backoff_max: Duration::from_secs(1800),
+            backoff: Backoff::new(Duration::from_secs(30), Duration::from_secs(1800)).without_jitter(),
             cache_revalidate: Duration::from_secs(5),
         }
     }

@@ -510,8 +510,7 @@ fn failed(
     next.last_error = Some(LastError { code: error.code(), message: error.to_string(), at: now });
     next.retry_at = match status {
         ConnectionStatus::Backoff => {
-            let exp = 1u32.checked_shl(next.failures.saturating_sub(1).min(16)).unwrap_or(u32::MAX);
-            let cooldown = policy.backoff_initial.saturating_mul(exp).min(policy.backoff_max);
+            let cooldown = policy.backoff.delay(next.failures.saturating_sub(1), &mut rand::thread_rng());
             Some(saturating_add(now, error.retry_after().map_or(cooldown, |r| r.max(cooldown))))
         }
         _ => None,

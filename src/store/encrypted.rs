@@ -153,7 +153,7 @@ fn decrypt_error(what: &str, b: &Binding<'_>) -> Error {
         ErrorCode::StoreUnavailable,
         format!("the stored {} of record {} cannot be decrypted: {what}", b.field, b.record),
     )
-    .with_retryable(false)
+    .permanent()
 }
 
 impl KeyRing {
@@ -164,7 +164,7 @@ impl KeyRing {
         rand::rngs::OsRng.fill_bytes(&mut nonce);
         let sealed = cipher
             .encrypt(XNonce::from_slice(&nonce), Payload { msg: plain.as_bytes(), aad: &b.aad(&key.id) })
-            .map_err(|_| Error::new(ErrorCode::StoreUnavailable, "encryption failed"))?;
+            .map_err(|_| Error::new(ErrorCode::StoreUnavailable, "encryption failed").permanent())?;
         let mut blob = nonce.to_vec();
         blob.extend_from_slice(&sealed);
         Ok(format!("{PREFIX}{}:{}", key.id, URL_SAFE_NO_PAD.encode(blob)))

@@ -312,9 +312,7 @@ const _: Option<&dyn LeaseStore> = None;
 
 /// A [`ErrorCode::StoreUnavailable`] error for a backend failure. The source must not hold secrets.
 pub fn store_error(what: &str, source: impl std::error::Error + Send + Sync + 'static) -> Error {
-    Error::new(ErrorCode::StoreUnavailable, format!("the token store failed while {what}"))
-        .with_retryable(true)
-        .with_source(source)
+    Error::new(ErrorCode::StoreUnavailable, format!("the token store failed while {what}")).with_source(source)
 }
 
 #[async_trait]

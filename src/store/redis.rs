@@ -335,7 +335,7 @@ return 0
 "#;
 
 fn corrupt(what: &str, detail: impl fmt::Display) -> Error {
-    Error::new(ErrorCode::StoreUnavailable, format!("a stored {what} cannot be read: {detail}"))
+    Error::new(ErrorCode::StoreUnavailable, format!("a stored {what} cannot be read: {detail}")).permanent()
 }
 
 /// A stored record's JSON. The JSON error is not attached: its text can quote part of the record, a token included.
@@ -417,7 +417,8 @@ impl ConnectionStore for RedisStore {
             [duplicate] if duplicate == "duplicate" => Err(Error::new(
                 ErrorCode::StoreUnavailable,
                 format!("a connection with id {:?} is already stored", connection.id.as_str()),
-            )),
+            )
+            .permanent()),
             _ => Err(corrupt("script reply", "the insert script answered in an unknown shape")),
         }
     }

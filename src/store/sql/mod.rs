@@ -270,7 +270,8 @@ where
                     "the {name} token store's schema ({prefix}_schema) is version {current}, newer than this version \
                      of hubspot-connect knows ({SCHEMA_VERSION}): upgrade the crate"
                 ),
-            ));
+            )
+            .permanent());
         }
         if current < SCHEMA_VERSION {
             for statements in MIGRATIONS.iter().skip(usize::try_from(current).unwrap_or(0)) {
@@ -293,6 +294,7 @@ where
             ErrorCode::StoreUnavailable,
             format!("the {} token store holds a {table} row{key} it cannot read: column {column}: {problem}", D::NAME),
         )
+        .permanent()
     }
 
     /// Reads a record's columns from `row`.

@@ -1,8 +1,10 @@
 //! The CRM side of the fake's world, without HTTP: objects per portal and type (every portal starts with sample
 //! objects), the object types and their properties, and each portal's requests in HubSpot's rolling rate windows.
 
-use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use crate::window::Rolling;
 
 /// HubSpot's limit for OAuth apps: 110 requests per rolling 10 seconds, per portal.
 pub(crate) const DEFAULT_RATE_LIMIT: (u32, Duration) = (110, Duration::from_secs(10));
@@ -21,15 +23,9 @@ pub(crate) struct FakeObject {
 
 /// The requests of one portal inside the current window of one limit.
 #[derive(Debug, Default)]
-struct Rolling {
-    general: VecDeque<SystemTime>,
-    search: VecDeque<SystemTime>,
-}
-
-fn prune(log: &mut VecDeque<SystemTime>, window: Duration, now: SystemTime) {
-    while log.front().is_some_and(|t| now.duration_since(*t).is_ok_and(|age| age >= window)) {
-        log.pop_front();
-    }
+struct PortalWindows {
+    general: Rolling<SystemTime>,
+    search: Rolling<SystemTime>,
 }
 
 /// A request refused by one of the portal's rolling limits: at most `max` requests per `window`.
@@ -51,7 +47,7 @@ pub(crate) struct Crm {
     pub(crate) rate_limit: Option<(u32, Duration)>,
     /// At most this many searches per second and portal; `None`: no limit.
     pub(crate) search_rate_limit: Option<u32>,
-    rolling: HashMap<u64, Rolling>,
+    rolling: HashMap<u64, PortalWindows>,
     /// Every CRM request with a live token, per portal, at its arrival (cleared by `reset_counts`).
     history: HashMap<u64, Vec<SystemTime>>,
     rate_limited: usize,
@@ -145,9 +141,9 @@ impl Crm {
     /// HubSpot counted it too).
     pub(crate) fn record(&mut self, portal_id: u64, search: bool, now: SystemTime) {
         let rolling = self.rolling.entry(portal_id).or_default();
-        rolling.general.push_back(now);
+        rolling.general.record(now);
         if search {
-            rolling.search.push_back(now);
+            rolling.search.record(now);
         }
         self.history.entry(portal_id).or_default().push(now);
     }
@@ -164,7 +160,7 @@ impl Crm {
         let searches = self.search_rate_limit;
         let rolling = self.rolling.entry(portal_id).or_default();
         if let Some((max, window)) = general {
-            prune(&mut rolling.general, window, now);
+            rolling.general.prune(window, now);
             if rolling.general.len() >= max as usize {
                 self.rate_limited += 1;
                 return Err(Limited { max, window, search: false });
@@ -172,7 +168,7 @@ impl Crm {
         }
         if search {
             if let Some(max) = searches {
-                prune(&mut rolling.search, SEARCH_WINDOW, now);
+                rolling.search.prune(SEARCH_WINDOW, now);
                 if rolling.search.len() >= max as usize {
                     self.rate_limited += 1;
                     return Err(Limited { max, window: SEARCH_WINDOW, search: true });
