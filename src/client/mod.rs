@@ -187,7 +187,11 @@ impl HubSpotApi {
 
     /// A client for one of `tenant`'s connections: another tenant's id is
     /// [`ErrorCode::ConnectionNotFound`](crate::ErrorCode::ConnectionNotFound), as if it did not exist.
-    pub async fn client_for(&self, tenant: &crate::TenantConnections, id: &ConnectionId) -> Result<HubSpotClient> {
+    pub async fn client_for(
+        &self,
+        tenant: &crate::manager::TenantConnections,
+        id: &ConnectionId,
+    ) -> Result<HubSpotClient> {
         let c = tenant.status(id).await?;
         Ok(HubSpotClient { api: self.clone(), id: c.id, portal_id: c.portal_id, read_only: false })
     }
