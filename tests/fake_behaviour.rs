@@ -9,8 +9,8 @@ use std::time::Duration;
 use base64::Engine as _;
 use hubspot_connect::ManualClock;
 use hubspot_connect::testing::{
-    DeadIntrospection, Decline, Endpoint, ErrorStyle, Failure, FakeError, FakeHubSpot, FakePortal, FakeUser, Rotation,
-    TokenFields,
+    AppRegistration, DeadIntrospection, Decline, Endpoint, ErrorStyle, Failure, FakeError, FakeHubSpot, FakePortal,
+    FakeUser, Rotation, TokenFields,
 };
 use serde_json::{Value, json};
 use sha2::Digest as _;
@@ -245,8 +245,10 @@ async fn the_exchange_must_repeat_the_redirect_uri() {
     let answer = w.exchange_at("/oauth/2026-03/token", &code, Some(VERIFIER), "http://localhost:3000/other").await;
     assert_token_error(&answer, "invalid_grant", "MISMATCH_REDIRECT_URI_AUTH_CODE");
 
-    // Any redirect URI is accepted at authorize, as long as the exchange repeats it.
+    // Any registered redirect URI is accepted at authorize, as long as the exchange repeats it.
     let mine = "https://app.vendor.example/hubspot/callback?tenant=7".to_owned();
+    let app = AppRegistration::default().redirect_uri(mine.clone());
+    let w = World { fake: FakeHubSpot::builder().app(app).clock(Arc::new(w.clock.clone())).start().await, ..w };
     let a = Authorize { redirect_uri: Some(mine.clone()), ..Authorize::default() };
     let callback = w.fake.consent(w.authorize_url(&a).as_str()).await.unwrap();
     assert!(callback.as_str().starts_with("https://app.vendor.example/hubspot/callback?tenant=7&code="), "{callback}");
@@ -741,6 +743,105 @@ async fn the_authorize_page_checks_its_parameters() {
         assert_eq!(status, 200, "{body}");
         assert_eq!(body["scopes"], json!(["oauth", "crm.lists.read", "files", "forms"]), "{sep}");
     }
+}
+
+/// Every refusal of the authorize step: HubSpot's error page, a 400 with HTML, no redirect, no code.
+#[tokio::test]
+async fn the_authorize_step_checks_the_app_registration() {
+    let clock = ManualClock::new();
+    let app = AppRegistration::new("client-7", "secret-7")
+        .redirect_uri("https://app.vendor.example/hubspot/callback")
+        .redirect_uri("http://localhost:8080/cb")
+        .required_scopes(["crm.objects.contacts.read"])
+        .optional_scopes(["crm.objects.deals.read"]);
+    let fake = FakeHubSpot::builder().app(app).clock(Arc::new(clock.clone())).start().await;
+    let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    let url = |pairs: &[(&str, &str)]| {
+        let mut url = url::Url::parse(&format!("{}/oauth/authorize", fake.uri())).unwrap();
+        url.query_pairs_mut().extend_pairs(pairs);
+        url
+    };
+    let good: Vec<(&'static str, &'static str)> = vec![
+        ("client_id", "client-7"),
+        ("redirect_uri", "https://app.vendor.example/hubspot/callback"),
+        ("scope", "oauth crm.objects.contacts.read"),
+        ("optional_scope", "crm.objects.deals.read"),
+        ("state", "s-1"),
+    ];
+    let with = |name: &'static str, value: Option<&'static str>| {
+        let mut pairs: Vec<(&'static str, &'static str)> = good.iter().copied().filter(|(k, _)| *k != name).collect();
+        if let Some(v) = value {
+            pairs.push((name, v));
+        }
+        pairs
+    };
+    type Pairs = Vec<(&'static str, &'static str)>;
+    let refusals: Vec<(&str, Pairs, &str)> = vec![
+        ("no client_id", with("client_id", None), "client_id"),
+        ("an unknown client_id", with("client_id", Some("someone-else")), "client_id"),
+        ("no redirect_uri", with("redirect_uri", None), "redirect_uri"),
+        ("an unregistered redirect_uri", with("redirect_uri", Some("https://evil.example/cb")), "registered"),
+        (
+            "a registered one with another path",
+            with("redirect_uri", Some("https://app.vendor.example/other")),
+            "registered",
+        ),
+        ("a malformed redirect_uri", with("redirect_uri", Some("not a url")), "redirect_uri"),
+        ("an IP address", with("redirect_uri", Some("http://127.0.0.1:8080/cb")), "IP address"),
+        ("plain http off localhost", with("redirect_uri", Some("http://app.vendor.example/hubspot/callback")), "https"),
+        ("no scope", with("scope", None), "scope"),
+        ("an undeclared scope", with("scope", Some("oauth crm.objects.contacts.read made.up")), "made.up"),
+        ("an undeclared optional scope", with("optional_scope", Some("crm.objects.companies.read")), "companies"),
+        ("a required scope missing", with("scope", Some("oauth crm.objects.deals.read")), "crm.objects.contacts.read"),
+        (
+            "a required scope only optional",
+            vec![
+                ("client_id", "client-7"),
+                ("redirect_uri", "https://app.vendor.example/hubspot/callback"),
+                ("scope", "oauth"),
+                ("optional_scope", "crm.objects.contacts.read crm.objects.deals.read"),
+            ],
+            "missing: crm.objects.contacts.read",
+        ),
+        ("no oauth", with("scope", Some("crm.objects.contacts.read")), "oauth"),
+    ];
+    for (what, pairs, says) in refusals {
+        let answer = http.get(url(&pairs)).send().await.unwrap();
+        assert_eq!(answer.status(), 400, "{what}");
+        assert!(answer.headers().get("location").is_none(), "{what}: nothing is redirected");
+        let content_type = answer.headers()["content-type"].to_str().unwrap().to_owned();
+        assert!(content_type.starts_with("text/html"), "{what}: {content_type}");
+        let page = answer.text().await.unwrap();
+        assert!(page.contains(says), "{what}: {page}");
+        assert!(!page.contains("code="), "{what}: {page}");
+        let err = fake.consent(url(&pairs).as_str()).await.unwrap_err();
+        assert!(matches!(err, FakeError::NoRedirect { status: 400, .. }), "{what}: {err}");
+        assert_eq!(fake.codes_issued(), 0, "{what}: no code issued");
+    }
+    // The same request, well formed, gets a code; so does the other registered URL, and a declared optional
+    // scope in `scope`.
+    let callback = fake.consent(url(&good).as_str()).await.unwrap();
+    assert!(callback.as_str().starts_with("https://app.vendor.example/hubspot/callback?code="), "{callback}");
+    let local = with("redirect_uri", Some("http://localhost:8080/cb"));
+    assert!(fake.consent(url(&local).as_str()).await.is_ok());
+    let both = with("scope", Some("oauth crm.objects.contacts.read crm.objects.deals.read"));
+    assert!(fake.consent(url(&both).as_str()).await.is_ok());
+    assert_eq!(fake.codes_issued(), 3);
+}
+
+#[tokio::test]
+async fn the_app_registration_is_shown_and_serialized_without_leaking_in_debug() {
+    let fake = FakeHubSpot::start().await;
+    let app = fake.app().clone();
+    assert_eq!(app.client_id, fake.client_id());
+    assert_eq!(app.redirect_uris, [fake.redirect_uri()]);
+    assert_eq!(app.required_scopes, ["oauth"]);
+    assert!(app.declares("crm.objects.contacts.read") && !app.declares("made.up"));
+    assert!(!format!("{app:?}").contains(fake.client_secret()));
+    assert!(!format!("{fake:?}").contains(fake.client_secret()));
+    let printed = serde_json::to_value(&app).unwrap();
+    assert_eq!(printed["client_secret"], fake.client_secret());
+    assert_eq!(printed["redirect_uris"], json!([fake.redirect_uri()]));
 }
 
 #[tokio::test]

@@ -20,6 +20,7 @@
 //! | situation | helper |
 //! |---|---|
 //! | the user approves the install | [`consent`](FakeHubSpot::consent) the authorize URL: you get the redirect with `code` and `state` |
+//! | your app's own client id, redirect URLs, required and optional scopes | start with [`FakeHubSpot::builder`]`.app(`[`AppRegistration`]`)`; check refusals with [`codes_issued`](FakeHubSpot::codes_issued) |
 //! | the user installs into a given account, or an EU / developer / sandbox account | [`add_portal`](FakeHubSpot::add_portal) a [`FakePortal`] (`.eu()`, `.account_type(..)`), preselect it with `/oauth/{portalId}/authorize` |
 //! | another user installs | [`set_user`](FakeHubSpot::set_user) |
 //! | the account's tier lacks a product: some scopes are not granted | [`refuse_scopes`](FakeHubSpot::refuse_scopes) |
@@ -104,9 +105,16 @@
 //!
 //! # What the fake checks
 //!
-//! - Authorize: `client_id` must be the fake's (else a 400 page), `redirect_uri` and `scope` are required, an
-//!   unknown `/oauth/{portalId}/authorize` is a 404 page. Scopes are space-separated (`%20` or `+`).
+//! - Authorize, against the [`AppRegistration`] (set with [`FakeHubSpot::builder`]): `client_id` must be the
+//!   app's; `redirect_uri` must parse, be `https` (or `http` on `localhost`), not an IP address, and equal one of
+//!   the registered redirect URLs; `scope` must be present, hold every scope the app marks Required (`oauth`
+//!   always), and `scope` and `optional_scope` may hold only scopes the app declares. Any refusal is HubSpot's
+//!   error page: a `400` HTML page naming the problem, no redirect, no code. An unknown
+//!   `/oauth/{portalId}/authorize` is a 404 page. Scopes are space-separated (`%20` or `+`).
 //!   `code_challenge` with `code_challenge_method=S256` (or `plain`) is remembered with the code.
+//!   Where HubSpot's docs are silent the fake chooses: the order of the checks (client, redirect, scopes), the
+//!   exact comparison of redirect URLs (as parsed URLs, query included), the page's wording, and that a
+//!   declared Optional scope may also be asked for in `scope`.
 //! - Token: form-encoded bodies only (a JSON body is `BAD_GRANT_TYPE`), client id and secret in the body
 //!   (`invalid_client` / `BAD_CLIENT_ID`). A code is single-use: any exchange attempt that finds it unexpired uses
 //!   it up, even one that then fails on the redirect URI or the PKCE verifier. The `redirect_uri` must repeat the
@@ -149,11 +157,11 @@ use crate::clock::{Clock, SystemClock};
 use crate::{ClientSecret, HubSpotConnector, HubSpotConnectorBuilder};
 
 pub use types::{
-    DeadIntrospection, Decline, Endpoint, ErrorStyle, Failure, FakeAccountType, FakeError, FakePortal, FakeUser,
-    IssuedTokens, Reinstall, Rotation, TokenFields,
+    AppRegistration, DeadIntrospection, Decline, Endpoint, ErrorStyle, Failure, FakeAccountType, FakeError, FakePortal,
+    FakeUser, IssuedTokens, Reinstall, Rotation, TokenFields,
 };
 
-use state::{APP_ID, CLIENT_ID, CLIENT_SECRET, Grant, REDIRECT_URI, Shared};
+use state::{Grant, Shared};
 
 /// A fake HubSpot on a local [`MockServer`]. Cloning is cheap and shares the same server and state; the server
 /// stops when the last clone is dropped.
@@ -168,6 +176,8 @@ struct Inner {
     /// `Some` until dropped.
     server: Option<MockServer>,
     shared: Arc<Shared>,
+    /// The app registration, as the state holds it (it never changes after the start).
+    app: AppRegistration,
 }
 
 impl Inner {
@@ -204,7 +214,7 @@ impl fmt::Debug for FakeHubSpot {
         let state = self.inner.shared.lock();
         f.debug_struct("FakeHubSpot")
             .field("uri", &self.inner.server().uri())
-            .field("client_id", &CLIENT_ID)
+            .field("app", &self.inner.app)
             .field("portals", &state.portals.keys().collect::<Vec<_>>())
             .field("rotation", &state.rotation)
             .field("error_style", &state.error_style)
@@ -212,18 +222,66 @@ impl fmt::Debug for FakeHubSpot {
     }
 }
 
+/// Configures a [`FakeHubSpot`] before it starts: its clock and the [`AppRegistration`] it checks requests
+/// against. From [`FakeHubSpot::builder`].
+///
+/// ```rust
+/// use hubspot_connect::testing::{AppRegistration, FakeHubSpot};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// let app = AppRegistration::new("client-1", "secret-1")
+///     .redirect_uri("https://app.vendor.example/hubspot/callback")
+///     .required_scopes(["crm.objects.contacts.read"]);
+/// let fake = FakeHubSpot::builder().app(app).start().await;
+/// assert_eq!(fake.client_id(), "client-1");
+/// assert_eq!(fake.redirect_uri(), "https://app.vendor.example/hubspot/callback");
+/// # }
+/// ```
+#[derive(Debug, Clone)]
+#[must_use = "a builder does nothing until started"]
+pub struct FakeHubSpotBuilder {
+    clock: Option<Arc<dyn Clock>>,
+    app: AppRegistration,
+}
+
+impl FakeHubSpotBuilder {
+    /// Computes every expiry (codes, access tokens) with `clock` (default: the system clock).
+    pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = Some(clock);
+        self
+    }
+
+    /// The app as registered in HubSpot (default: [`AppRegistration::default`]).
+    pub fn app(mut self, app: AppRegistration) -> Self {
+        self.app = app;
+        self
+    }
+
+    /// Starts the fake on a loopback port.
+    pub async fn start(self) -> FakeHubSpot {
+        let clock = self.clock.unwrap_or_else(|| Arc::new(SystemClock));
+        let server = MockServer::start().await;
+        let shared = Arc::new(Shared::new(clock, self.app.clone()));
+        responder::mount(&server, &shared).await;
+        FakeHubSpot { inner: Arc::new(Inner { server: Some(server), shared, app: self.app }) }
+    }
+}
+
 impl FakeHubSpot {
-    /// Starts a fake HubSpot on the system clock.
+    /// A builder, to start a fake with another clock or app registration.
+    pub fn builder() -> FakeHubSpotBuilder {
+        FakeHubSpotBuilder { clock: None, app: AppRegistration::default() }
+    }
+
+    /// Starts a fake HubSpot on the system clock, with the default [`AppRegistration`].
     pub async fn start() -> FakeHubSpot {
-        Self::start_with_clock(Arc::new(SystemClock)).await
+        Self::builder().start().await
     }
 
     /// Starts a fake HubSpot that computes every expiry (codes, access tokens) with `clock`.
     pub async fn start_with_clock(clock: Arc<dyn Clock>) -> FakeHubSpot {
-        let server = MockServer::start().await;
-        let shared = Arc::new(Shared::new(clock));
-        responder::mount(&server, &shared).await;
-        FakeHubSpot { inner: Arc::new(Inner { server: Some(server), shared }) }
+        Self::builder().clock(clock).start().await
     }
 
     fn state(&self) -> std::sync::MutexGuard<'_, state::State> {
@@ -242,31 +300,37 @@ impl FakeHubSpot {
         self.inner.server()
     }
 
-    /// The fake app's client id (fixed, UUID-shaped).
+    /// The app's client id (by default fixed, UUID-shaped).
     pub fn client_id(&self) -> &str {
-        CLIENT_ID
+        &self.inner.app.client_id
     }
 
-    /// The fake app's client secret (fixed).
+    /// The app's client secret.
     pub fn client_secret(&self) -> &str {
-        CLIENT_SECRET
+        &self.inner.app.client_secret
     }
 
-    /// The fake app's id (`app_id` in token metadata).
+    /// The app's id (`app_id` in token metadata).
     pub fn app_id(&self) -> u64 {
-        APP_ID
+        self.inner.app.app_id
     }
 
-    /// A redirect URI to use: `http://localhost:3000/oauth/callback`. The authorize page accepts any redirect URI;
-    /// the code exchange must repeat the one used there.
+    /// The app registration the fake checks requests against.
+    pub fn app(&self) -> &AppRegistration {
+        &self.inner.app
+    }
+
+    /// The app's first registered redirect URL (by default `http://localhost:3000/oauth/callback`; empty when the
+    /// registration has none). The authorize page accepts only registered ones; the code exchange must repeat the
+    /// one used there.
     pub fn redirect_uri(&self) -> &str {
-        REDIRECT_URI
+        self.inner.app.redirect_uris.first().map_or("", String::as_str)
     }
 
     /// A [`HubSpotConnector`] builder for this fake: its client id, secret and redirect URI, its address as login
     /// host (also for EU accounts) and API host, and its clock.
     pub fn connector_builder(&self) -> HubSpotConnectorBuilder {
-        HubSpotConnector::builder(CLIENT_ID, ClientSecret::new(CLIENT_SECRET), REDIRECT_URI)
+        HubSpotConnector::builder(self.client_id(), ClientSecret::new(self.client_secret()), self.redirect_uri())
             .auth_base(self.uri())
             .eu_auth_base(self.uri())
             .api_base(self.uri())
@@ -455,6 +519,11 @@ impl FakeHubSpot {
     /// How many requests `endpoint` received, including those answered with an injected failure.
     pub fn requests(&self, endpoint: Endpoint) -> usize {
         self.state().requests(endpoint)
+    }
+
+    /// How many authorization codes the authorize page has issued since the start.
+    pub fn codes_issued(&self) -> usize {
+        self.state().codes_issued()
     }
 
     /// How many requests both token endpoints received together.

@@ -125,6 +125,192 @@ impl FakePortal {
     }
 }
 
+/// The app as its HubSpot developer account registers it: its credentials, its redirect URLs and the scopes it
+/// declares. Hand it to [`FakeHubSpotBuilder::app`](super::FakeHubSpotBuilder::app); the fake then checks every
+/// authorize request against it, as HubSpot does (see the [module documentation](super#what-the-fake-checks)).
+///
+/// [`AppRegistration::default`] is what the fake's own helpers use: the client id and secret of
+/// [`FakeHubSpot::client_id`](super::FakeHubSpot::client_id), the redirect URL
+/// `http://localhost:3000/oauth/callback`, `oauth` required, and as optional scopes [`AppRegistration::COMMON_SCOPES`].
+/// `Debug` does not show the client secret. It serializes (`client_id`, `client_secret`, `redirect_uris`,
+/// `required_scopes`, `optional_scopes`, `app_scopes`, `app_id`) so that a server running the fake can print it.
+///
+/// ```
+/// use hubspot_connect::testing::AppRegistration;
+///
+/// let app = AppRegistration::new("my-client-id", "my-secret")
+///     .redirect_uri("https://app.vendor.example/hubspot/callback")
+///     .required_scopes(["crm.objects.contacts.read"])
+///     .optional_scopes(["crm.objects.deals.read"]);
+/// assert_eq!(app.required_scopes, ["oauth", "crm.objects.contacts.read"]);
+/// assert!(app.declares("crm.objects.deals.read"));
+/// assert!(!app.declares("made.up.scope"));
+/// ```
+#[derive(Clone, PartialEq, Eq, serde::Serialize)]
+#[non_exhaustive]
+pub struct AppRegistration {
+    /// The app id (`app_id` in token metadata).
+    pub app_id: u64,
+    /// The client id.
+    pub client_id: String,
+    /// The client secret.
+    pub client_secret: String,
+    /// The registered redirect URLs; `redirect_uri` must be one of them, exactly.
+    pub redirect_uris: Vec<String>,
+    /// The scopes the app marks Required: each must be in `scope`. `oauth` is always among them.
+    pub required_scopes: Vec<String>,
+    /// The scopes the app marks Optional: they may be in `scope` or `optional_scope`.
+    pub optional_scopes: Vec<String>,
+    /// The app-level scopes a `grant_type=client_credentials` token may carry (the webhooks journal's).
+    pub app_scopes: Vec<String>,
+}
+
+impl AppRegistration {
+    /// Scopes HubSpot publishes that the default registration declares as optional, so that the crate's own
+    /// examples and tests can ask for any of them.
+    pub const COMMON_SCOPES: &'static [&'static str] = &[
+        "crm.objects.contacts.read",
+        "crm.objects.contacts.write",
+        "crm.objects.companies.read",
+        "crm.objects.companies.write",
+        "crm.objects.deals.read",
+        "crm.objects.deals.write",
+        "crm.objects.line_items.read",
+        "crm.objects.line_items.write",
+        "crm.objects.products.read",
+        "crm.objects.products.write",
+        "crm.objects.quotes.read",
+        "crm.objects.quotes.write",
+        "crm.objects.custom.read",
+        "crm.objects.custom.write",
+        "crm.objects.leads.read",
+        "crm.objects.leads.write",
+        "crm.objects.invoices.read",
+        "crm.objects.users.read",
+        "crm.objects.owners.read",
+        "crm.schemas.contacts.read",
+        "crm.schemas.contacts.write",
+        "crm.schemas.companies.read",
+        "crm.schemas.companies.write",
+        "crm.schemas.deals.read",
+        "crm.schemas.deals.write",
+        "crm.schemas.custom.read",
+        "crm.lists.read",
+        "crm.lists.write",
+        "crm.import",
+        "crm.export",
+        "tickets",
+        "e-commerce",
+        "content",
+        "forms",
+        "files",
+        "files.ui_hidden.read",
+        "automation",
+        "automation.sequences.read",
+        "timeline",
+        "hubdb",
+        "cms.domains.read",
+        "settings.users.read",
+        "settings.users.write",
+        "settings.currencies.read",
+        "settings.currencies.write",
+        "marketing.campaigns.read",
+        "marketing.campaigns.write",
+        "marketing.email.read",
+        "conversations.read",
+        "conversations.write",
+    ];
+
+    /// The webhooks journal's app-level scopes, which the default registration allows on client credentials.
+    pub const JOURNAL_SCOPES: &'static [&'static str] = &[
+        "developer.webhooks_journal.read",
+        "developer.webhooks_journal.subscriptions.read",
+        "developer.webhooks_journal.subscriptions.write",
+        "developer.webhooks_journal.snapshots.read",
+        "developer.webhooks_journal.snapshots.write",
+    ];
+
+    /// An app with these credentials, no redirect URL, `oauth` required and no other scope (app id 2915437).
+    pub fn new(client_id: impl Into<String>, client_secret: impl Into<String>) -> Self {
+        Self {
+            app_id: 2_915_437,
+            client_id: client_id.into(),
+            client_secret: client_secret.into(),
+            redirect_uris: Vec::new(),
+            required_scopes: vec!["oauth".to_owned()],
+            optional_scopes: Vec::new(),
+            app_scopes: Vec::new(),
+        }
+    }
+
+    /// Registers one more redirect URL.
+    pub fn redirect_uri(mut self, uri: impl Into<String>) -> Self {
+        self.redirect_uris.push(uri.into());
+        self
+    }
+
+    /// Marks these scopes Required (besides `oauth`, which always is).
+    pub fn required_scopes<S: Into<String>>(mut self, scopes: impl IntoIterator<Item = S>) -> Self {
+        push_new(&mut self.required_scopes, scopes);
+        self
+    }
+
+    /// Marks these scopes Optional.
+    pub fn optional_scopes<S: Into<String>>(mut self, scopes: impl IntoIterator<Item = S>) -> Self {
+        push_new(&mut self.optional_scopes, scopes);
+        self
+    }
+
+    /// Allows these app-level scopes on `grant_type=client_credentials`.
+    pub fn app_scopes<S: Into<String>>(mut self, scopes: impl IntoIterator<Item = S>) -> Self {
+        push_new(&mut self.app_scopes, scopes);
+        self
+    }
+
+    /// Sets the app id.
+    pub fn app_id(mut self, app_id: u64) -> Self {
+        self.app_id = app_id;
+        self
+    }
+
+    /// Whether the app declares `scope`, as Required or Optional (`oauth` always is).
+    pub fn declares(&self, scope: &str) -> bool {
+        scope == "oauth" || self.required_scopes.iter().chain(&self.optional_scopes).any(|s| s == scope)
+    }
+}
+
+fn push_new<S: Into<String>>(list: &mut Vec<String>, scopes: impl IntoIterator<Item = S>) {
+    for scope in scopes {
+        let scope = scope.into();
+        if !list.contains(&scope) {
+            list.push(scope);
+        }
+    }
+}
+
+impl Default for AppRegistration {
+    fn default() -> Self {
+        Self::new("6a2f41a3-c54c-4b53-b1e9-8c7a2d0f5e16", "fake-secret-3b9e27d1-0c4a-4f6e-9d58-a1b2c3d4e5f6")
+            .redirect_uri("http://localhost:3000/oauth/callback")
+            .optional_scopes(Self::COMMON_SCOPES.iter().copied())
+            .app_scopes(Self::JOURNAL_SCOPES.iter().copied())
+    }
+}
+
+impl fmt::Debug for AppRegistration {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AppRegistration")
+            .field("app_id", &self.app_id)
+            .field("client_id", &self.client_id)
+            .field("client_secret", &"[redacted]")
+            .field("redirect_uris", &self.redirect_uris)
+            .field("required_scopes", &self.required_scopes)
+            .field("optional_scopes", &self.optional_scopes)
+            .field("app_scopes", &self.app_scopes)
+            .finish()
+    }
+}
+
 /// The HubSpot user who consents next (and whom [`FakeHubSpot::issue`](super::FakeHubSpot::issue) installs as).
 /// The default is id 123, `admin@example.com`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]

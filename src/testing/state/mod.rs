@@ -17,20 +17,13 @@ use sha2::{Digest as _, Sha256};
 use self::crm::Crm;
 use super::random;
 use super::types::{
-    DeadIntrospection, Decline, Endpoint, ErrorStyle, Failure, FakePortal, FakeUser, Reinstall, Rotation, TokenFields,
+    AppRegistration, DeadIntrospection, Decline, Endpoint, ErrorStyle, Failure, FakePortal, FakeUser, Reinstall,
+    Rotation, TokenFields,
 };
 use crate::clock::Clock;
 
 /// The portal chosen when the authorize URL names none.
 pub(crate) const DEFAULT_PORTAL: u64 = 62515;
-/// The fake app's client id.
-pub(crate) const CLIENT_ID: &str = "6a2f41a3-c54c-4b53-b1e9-8c7a2d0f5e16";
-/// The fake app's client secret.
-pub(crate) const CLIENT_SECRET: &str = "fake-secret-3b9e27d1-0c4a-4f6e-9d58-a1b2c3d4e5f6";
-/// The fake app's id.
-pub(crate) const APP_ID: u64 = 2_915_437;
-/// The redirect URI [`FakeHubSpot::redirect_uri`](super::FakeHubSpot::redirect_uri) suggests.
-pub(crate) const REDIRECT_URI: &str = "http://localhost:3000/oauth/callback";
 
 /// State shared by the [`FakeHubSpot`](super::FakeHubSpot) handle and the mounted responders.
 pub(crate) struct Shared {
@@ -39,8 +32,8 @@ pub(crate) struct Shared {
 }
 
 impl Shared {
-    pub(crate) fn new(clock: Arc<dyn Clock>) -> Self {
-        Self { clock, state: Mutex::new(State::new()) }
+    pub(crate) fn new(clock: Arc<dyn Clock>, app: AppRegistration) -> Self {
+        Self { clock, state: Mutex::new(State::with_app(app)) }
     }
 
     /// Locks the state, recovering from a panic in another holder (the state stays usable).
@@ -172,6 +165,8 @@ pub(crate) enum AccessLookup<'a> {
 /// The whole world of one fake HubSpot.
 #[derive(Debug)]
 pub(crate) struct State {
+    /// The app, as registered when the fake started (never changed afterwards).
+    pub(crate) app: AppRegistration,
     pub(crate) portals: BTreeMap<u64, FakePortal>,
     pub(crate) user: FakeUser,
     pub(crate) refused: Vec<String>,
@@ -199,10 +194,16 @@ pub(crate) struct State {
 }
 
 impl State {
+    #[cfg(test)]
     pub(crate) fn new() -> Self {
+        Self::with_app(AppRegistration::default())
+    }
+
+    pub(crate) fn with_app(app: AppRegistration) -> Self {
         let mut portals = BTreeMap::new();
         portals.insert(DEFAULT_PORTAL, FakePortal::new(DEFAULT_PORTAL));
         Self {
+            app,
             portals,
             user: FakeUser::default(),
             refused: Vec::new(),
@@ -300,6 +301,10 @@ impl State {
     }
 
     // ---- codes ----
+
+    pub(crate) fn codes_issued(&self) -> usize {
+        self.codes.len()
+    }
 
     pub(crate) fn issue_code(
         &mut self,
