@@ -283,7 +283,7 @@ async fn client_credentials_content_type_and_grant_type_are_checked() {
     let answer = w
         .post(
             "/oauth/2026-03/token",
-            &[("grant_type", "client_credentials"), ("client_id", &id), ("client_secret", w.fake.client_secret())],
+            &[("grant_type", "password"), ("client_id", &id), ("client_secret", w.fake.client_secret())],
         )
         .await;
     assert_token_error(&answer, "unsupported_grant_type", "BAD_GRANT_TYPE");
@@ -948,4 +948,166 @@ fn dropping_the_fake_from_a_task_without_budget_returns() {
         finished.recv_timeout(Duration::from_secs(30)).is_ok(),
         "dropping FakeHubSpot from a task with no cooperative budget left never returned"
     );
+}
+
+// ---- endpoint generations, grants, bad input ----
+
+#[tokio::test]
+async fn the_v3_generation_serves_token_introspect_and_revoke() {
+    let w = world().await;
+    let code = w.code().await;
+    let (status, tokens) = w.exchange_at("/oauth/v3/token", &code, Some(VERIFIER), w.fake.redirect_uri()).await;
+    assert_eq!(status, 200, "{tokens}");
+    assert_eq!(tokens["hub_id"], 62515);
+    assert_eq!(tokens["token_use"], "access_token");
+    let access = tokens["access_token"].as_str().unwrap();
+    let refresh = tokens["refresh_token"].as_str().unwrap();
+    assert_eq!(w.refresh_at("/oauth/v3/token", refresh).await.0, 200);
+    assert_eq!(w.fake.requests(Endpoint::TokenV3), 2);
+    assert_eq!(w.fake.token_requests(), 2);
+
+    let (id, secret) = (w.fake.client_id(), w.fake.client_secret());
+    let form = [("client_id", id), ("client_secret", secret), ("token", access)];
+    let (status, info) = w.post("/oauth/v3/token/introspect", &form).await;
+    assert_eq!((status, info["active"].clone(), info["hub_id"].clone()), (200, json!(true), json!(62515)));
+    assert_eq!(w.fake.requests(Endpoint::IntrospectV3), 1);
+    let form = [("client_id", id), ("client_secret", secret), ("token", refresh), ("token_type_hint", "refresh_token")];
+    assert_eq!(w.post("/oauth/v3/token/revoke", &form).await.0, 200);
+    assert_eq!(w.fake.requests(Endpoint::RevokeV3), 1);
+    assert_token_error(&w.refresh_at("/oauth/v3/token", refresh).await, "invalid_grant", "BAD_REFRESH_TOKEN");
+}
+
+#[tokio::test]
+async fn client_credentials_give_an_app_level_token_without_refresh_token() {
+    let w = world().await;
+    for path in ["/oauth/v1/token", "/oauth/v3/token", "/oauth/2026-03/token"] {
+        let form = [
+            ("grant_type", "client_credentials"),
+            ("client_id", w.fake.client_id()),
+            ("client_secret", w.fake.client_secret()),
+            ("scope", "developer.webhooks_journal.read developer.webhooks_journal.subscriptions.read"),
+        ];
+        let (status, body) = w.post(path, &form).await;
+        assert_eq!(status, 200, "{path}: {body}");
+        assert!(body.get("refresh_token").is_none(), "{path}: {body}");
+        assert!(body.get("hub_id").is_none(), "{path}: {body}");
+        assert_eq!(body["token_use"], "client_credentials");
+        assert_eq!(body["expires_in"], 1800);
+        assert_eq!(
+            body["scopes"],
+            json!(["developer.webhooks_journal.read", "developer.webhooks_journal.subscriptions.read"])
+        );
+        // Not a portal's token.
+        assert_eq!(w.account(body["access_token"].as_str().unwrap()).await.0, 401);
+
+        let mut bad = form;
+        bad[3] = ("scope", "crm.objects.contacts.read");
+        assert_token_error(&w.post(path, &bad).await, "invalid_scope", "BAD_SCOPE");
+        let mut wrong = form;
+        wrong[2] = ("client_secret", "nope");
+        assert_token_error(&w.post(path, &wrong).await, "invalid_client", "BAD_CLIENT_ID");
+    }
+    let (status, all) = w
+        .post(
+            "/oauth/2026-03/token",
+            &[
+                ("grant_type", "client_credentials"),
+                ("client_id", w.fake.client_id()),
+                ("client_secret", w.fake.client_secret()),
+            ],
+        )
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(all["scopes"].as_array().unwrap().len(), AppRegistration::JOURNAL_SCOPES.len(), "{all}");
+}
+
+#[tokio::test]
+async fn account_info_requires_the_oauth_scope() {
+    let w = world().await;
+    let without = w.fake.issue(62515, &["crm.objects.contacts.read"]);
+    let (status, body) = w.account(&without.access_token).await;
+    assert_eq!(status, 403, "{body}");
+    assert_eq!(body["category"], "MISSING_SCOPES");
+    assert_eq!(body["errors"][0]["context"]["requiredGranularScopes"], json!(["oauth"]));
+    let with = w.fake.issue(62515, &["oauth"]);
+    assert_eq!(w.account(&with.access_token).await.0, 200);
+}
+
+#[tokio::test]
+async fn unrouted_paths_and_bad_input_get_hubspots_error_shapes() {
+    let w = world().await;
+    for (method, path) in [("GET", "/nope"), ("POST", "/oauth/v2/token"), ("DELETE", "/crm/v3/objects"), ("PUT", "/")] {
+        let answer = w.http.request(method.parse().unwrap(), w.url(path)).send().await.unwrap();
+        assert_eq!(answer.status(), 404, "{method} {path}");
+        assert!(answer.headers()["content-type"].to_str().unwrap().starts_with("application/json"));
+        let body = parse(&answer.bytes().await.unwrap());
+        assert_eq!((body["status"].as_str(), body["category"].as_str()), (Some("error"), Some("OBJECT_NOT_FOUND")));
+        assert!(body["correlationId"].is_string(), "{body}");
+    }
+
+    // Credentials in the query string of 2026-03 and v3: refused, nothing used up.
+    let code = w.code().await;
+    for path in ["/oauth/2026-03/token", "/oauth/v3/token", "/oauth/v3/token/introspect", "/oauth/2026-03/token/revoke"]
+    {
+        let query = format!("{path}?client_secret={}&code={code}", w.fake.client_secret());
+        let answer = w
+            .http
+            .post(w.url(&query))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body("grant_type=authorization_code")
+            .send()
+            .await
+            .unwrap();
+        let status = answer.status().as_u16();
+        assert_token_error(&(status, parse(&answer.bytes().await.unwrap())), "invalid_request", "BAD_REQUEST");
+    }
+    assert_eq!(w.exchange(&code).await.0, 200, "the code was not used up");
+
+    // A huge body, a malformed form, a form where JSON belongs, a JSON body where a form belongs.
+    let huge = vec![b'a'; (1 << 20) + 1];
+    let access = w.fake.issue(62515, &["oauth", "crm.objects.contacts.write"]).access_token;
+    for path in ["/oauth/2026-03/token", "/crm/v3/objects/contacts", "/crm/v3/objects/contacts/search"] {
+        let answer = w.http.post(w.url(path)).bearer_auth(&access).body(huge.clone()).send().await.unwrap();
+        assert_eq!(answer.status(), 413, "{path}");
+        let body = parse(&answer.bytes().await.unwrap());
+        assert_eq!(body["status"], "error");
+    }
+    let malformed = w
+        .http
+        .post(w.url("/oauth/v3/token"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(vec![b'%', 0xff, b'=', b'&', b'=', 0xfe])
+        .send()
+        .await
+        .unwrap();
+    let status = malformed.status().as_u16();
+    assert_token_error(&(status, parse(&malformed.bytes().await.unwrap())), "unsupported_grant_type", "BAD_GRANT_TYPE");
+    let json_token = w
+        .http
+        .post(w.url("/oauth/v3/token"))
+        .header("content-type", "application/json")
+        .body(json!({"grant_type": "refresh_token"}).to_string())
+        .send()
+        .await
+        .unwrap();
+    let status = json_token.status().as_u16();
+    assert_token_error(
+        &(status, parse(&json_token.bytes().await.unwrap())),
+        "unsupported_grant_type",
+        "BAD_GRANT_TYPE",
+    );
+    for (content_type, body) in [("application/json", "{\"properties\":"), ("text/plain", "{\"properties\":{}}")] {
+        let answer = w
+            .http
+            .post(w.url("/crm/v3/objects/contacts"))
+            .bearer_auth(&access)
+            .header("content-type", content_type)
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        let status = answer.status().as_u16();
+        assert!(status == 400 || status == 415, "{content_type}: {status}");
+        assert_eq!(parse(&answer.bytes().await.unwrap())["status"], "error", "{content_type}");
+    }
 }

@@ -76,6 +76,12 @@ pub(crate) fn handle(endpoint: Endpoint, request: &Request, state: &mut State, n
     if !grant.scopes.contains(&scope) {
         return wire::missing_scopes(&scope);
     }
+    if matches!(endpoint, Endpoint::CrmSearch | Endpoint::CrmCreate) && !json_or_unlabelled(request) {
+        return Answer::json(
+            415,
+            &wire::generic_error("Unsupported Media Type: send the body as application/json.", "VALIDATION_ERROR"),
+        );
+    }
     let answer = match endpoint {
         Endpoint::CrmList => list(&public_url(request), portal_id, object_type, state),
         Endpoint::CrmGet => get(&request.url, tail.as_deref().unwrap_or_default(), portal_id, object_type, state),
@@ -91,6 +97,15 @@ pub(crate) fn handle(endpoint: Endpoint, request: &Request, state: &mut State, n
             .header("X-HubSpot-RateLimit-Remaining", remaining.to_string()),
         _ => answer,
     }
+}
+
+/// Whether the body is labelled JSON (`application/json`, `application/*+json`), or not labelled at all.
+fn json_or_unlabelled(request: &Request) -> bool {
+    let Some(value) = request.headers.get(http::header::CONTENT_TYPE) else {
+        return true;
+    };
+    let mime = value.to_str().unwrap_or_default().split(';').next().unwrap_or_default().trim().to_ascii_lowercase();
+    mime == "application/json" || (mime.starts_with("application/") && mime.ends_with("+json"))
 }
 
 /// The request's URL on the host the client called (its `Host` header), for `paging.next.link`.

@@ -2,8 +2,8 @@
 //! server.
 //!
 //! [`FakeHubSpot`] serves, on one loopback address, everything a HubSpot integration talks to while connecting a
-//! portal: the authorize (consent) page, both token endpoint generations (`/oauth/v1/token` and
-//! `/oauth/2026-03/token`), 2026-03 introspection and revocation, the v1 token metadata and revocation, and
+//! portal: the authorize (consent) page, every token endpoint generation (`/oauth/v1/token`, `/oauth/v3/token`
+//! and `/oauth/2026-03/token`), v3 and 2026-03 introspection and revocation, the v1 token metadata and revocation, and
 //! account info (`/account-info/v3/details`, `/account-info/2026-03/details`); and, to exercise an API client, the
 //! CRM objects endpoints (list, get, search, create) with HubSpot's rate limits. Answers have HubSpot's shapes,
 //! checked against HubSpot's published OpenAPI specs, and every behaviour HubSpot leaves undocumented is a switch,
@@ -120,7 +120,23 @@
 //!   it up, even one that then fails on the redirect URI or the PKCE verifier. The `redirect_uri` must repeat the
 //!   authorize one (`MISMATCH_REDIRECT_URI_AUTH_CODE`), an expired code is `EXPIRED_AUTH_CODE`, an unknown, used or
 //!   PKCE-failing code is `BAD_AUTH_CODE`, a dead refresh token is `BAD_REFRESH_TOKEN`. Every token error is a 400.
-//! - Revoking a refresh token (either generation) revokes it and every token rotated from it; access tokens
+//! - `grant_type=client_credentials` (every generation): an app-level token (`token_use` `"client_credentials"`,
+//!   `scopes`, no `refresh_token`, no `hub_id`) with the requested scopes, each of which must be one of the app's
+//!   [`app_scopes`](AppRegistration::app_scopes) (else `400` `invalid_scope` / `BAD_SCOPE`); without `scope`,
+//!   all of them. It is no portal's token: account info and the CRM answer it `401`, introspection calls it
+//!   dead; revocation revokes it. HubSpot documents the grant for the webhooks journal only; the fake chooses
+//!   the `BAD_SCOPE` code, the answer without `scope`, and the look-ups.
+//! - 2026-03 and v3 take their fields in the form body only: a `client_id`, `client_secret`, `code`,
+//!   `code_verifier`, `refresh_token` or `token` in the query string is a `400` `invalid_request` /
+//!   `BAD_REQUEST` token error and changes nothing (HubSpot documents the rule, not the answer: the fake chooses).
+//! - Bad input, on every endpoint: a body over 1 MiB is a `413` with HubSpot's generic error body; a form that
+//!   does not parse, or JSON where a form belongs, is `BAD_GRANT_TYPE`; a CRM body labelled other than JSON is a
+//!   `415`, JSON that does not parse a `400` `VALIDATION_ERROR`. None of them is ever a `500`. (Statuses and
+//!   wording for these are the fake's: HubSpot does not document them.)
+//! - A path no endpoint serves answers `404` with HubSpot's generic JSON error body (`"category":
+//!   "OBJECT_NOT_FOUND"`, `"message": "Resource not found"`: the wording is the fake's).
+//! - Account info needs a live access token carrying `oauth` (else `403` `MISSING_SCOPES` naming `oauth`).
+//! - Revoking a refresh token (any generation) revokes it and every token rotated from it; access tokens
 //!   already issued stay valid until they expire. Revoking an access token through 2026-03 revokes it.
 //! - Access tokens issued earlier stay valid after a refresh, until they expire.
 //! - CRM objects: a `Bearer` access token the fake issued, live (else `401` `INVALID_AUTHENTICATION` or
@@ -526,10 +542,10 @@ impl FakeHubSpot {
         self.state().codes_issued()
     }
 
-    /// How many requests both token endpoints received together.
+    /// How many requests the token endpoints (v1, v3, 2026-03) received together.
     pub fn token_requests(&self) -> usize {
         let state = self.state();
-        state.requests(Endpoint::TokenV1) + state.requests(Endpoint::Token202603)
+        state.requests(Endpoint::TokenV1) + state.requests(Endpoint::Token202603) + state.requests(Endpoint::TokenV3)
     }
 
     /// The last form body `endpoint` received (for `GET` and `DELETE`, the query pairs), in order.

@@ -158,7 +158,7 @@ fn client_error(form: &[(String, String)], app: &AppRegistration) -> Option<Toke
     None
 }
 
-/// `POST /oauth/v1/token` and `POST /oauth/2026-03/token`: redeems a code or refreshes.
+/// `POST /oauth/{v1,v3,2026-03}/token`: redeems a code, refreshes, or mints an app-level token.
 pub(crate) fn token(
     generation: Generation,
     request: &Request,
@@ -173,12 +173,22 @@ pub(crate) fn token(
         return wire::token_error(&e, state.error_style);
     }
     let grant_type = first(form, "grant_type");
-    if !matches!(grant_type, Some("authorization_code" | "refresh_token")) {
-        let e = TokenError::bad_grant_type("missing or unknown grant type: use authorization_code or refresh_token");
+    if !matches!(grant_type, Some("authorization_code" | "refresh_token" | "client_credentials")) {
+        let e = TokenError::bad_grant_type(
+            "missing or unknown grant type: use authorization_code, refresh_token or client_credentials",
+        );
         return wire::token_error(&e, state.error_style);
     }
     if let Some(e) = client_error(form, &state.app) {
         return wire::token_error(&e, state.error_style);
+    }
+    if grant_type == Some("client_credentials") {
+        return match state.mint_app_token(first(form, "scope"), now) {
+            Ok((token, expires_in, scopes)) => {
+                Answer::json(200, &wire::client_credentials_success(&token, expires_in, &scopes))
+            }
+            Err(e) => wire::token_error(&e, state.error_style),
+        };
     }
     let result = if grant_type == Some("authorization_code") {
         state.redeem_code(first(form, "code"), first(form, "redirect_uri"), first(form, "code_verifier"), now)
@@ -281,6 +291,7 @@ pub(crate) fn revoke(form: &[(String, String)], state: &mut State) -> Answer {
     // The hint only orders the look-up; a token is never both kinds, so trying both is the same.
     let _ = state.revoke_refresh(token);
     let _ = state.revoke_access(token);
+    let _ = state.revoke_app_token(token);
     Answer::empty(state.revoke_status)
 }
 
@@ -297,6 +308,9 @@ pub(crate) fn account_info(request: &Request, state: &State, now: SystemTime) ->
         return wire::credentials_not_found();
     };
     match state.access_lookup(token, now) {
+        AccessLookup::Live(record) if !record.grant.scopes.iter().any(|s| s == "oauth") => {
+            wire::missing_scopes("oauth")
+        }
         AccessLookup::Live(record) => Answer::json(200, &wire::account_info(&state.portal(record.grant.portal_id))),
         AccessLookup::Expired(ago) => wire::token_expired(ago),
         AccessLookup::Invalid => wire::token_invalid(),

@@ -435,8 +435,12 @@ pub enum Endpoint {
     TokenV1,
     /// `POST /oauth/2026-03/token`.
     Token202603,
+    /// `POST /oauth/v3/token`.
+    TokenV3,
     /// `POST /oauth/2026-03/token/introspect`.
     Introspect202603,
+    /// `POST /oauth/v3/token/introspect`.
+    IntrospectV3,
     /// `GET /oauth/v1/access-tokens/{token}`.
     AccessTokenInfoV1,
     /// `GET /oauth/v1/refresh-tokens/{token}`.
@@ -445,6 +449,8 @@ pub enum Endpoint {
     RevokeV1,
     /// `POST /oauth/2026-03/token/revoke`.
     Revoke202603,
+    /// `POST /oauth/v3/token/revoke`.
+    RevokeV3,
     /// `GET /account-info/v3/details`.
     AccountInfoV3,
     /// `GET /account-info/2026-03/details`.
@@ -461,15 +467,18 @@ pub enum Endpoint {
 
 impl Endpoint {
     /// Every endpoint, in declaration order.
-    pub const ALL: [Endpoint; 14] = [
+    pub const ALL: [Endpoint; 17] = [
         Endpoint::Authorize,
         Endpoint::TokenV1,
         Endpoint::Token202603,
+        Endpoint::TokenV3,
         Endpoint::Introspect202603,
+        Endpoint::IntrospectV3,
         Endpoint::AccessTokenInfoV1,
         Endpoint::RefreshTokenInfoV1,
         Endpoint::RevokeV1,
         Endpoint::Revoke202603,
+        Endpoint::RevokeV3,
         Endpoint::AccountInfoV3,
         Endpoint::AccountInfo202603,
         Endpoint::CrmList,
@@ -477,6 +486,19 @@ impl Endpoint {
         Endpoint::CrmSearch,
         Endpoint::CrmCreate,
     ];
+
+    /// Whether this endpoint takes its fields in a form body only (2026-03 and v3: never in the query string).
+    pub fn is_body_only(self) -> bool {
+        matches!(
+            self,
+            Endpoint::Token202603
+                | Endpoint::TokenV3
+                | Endpoint::Introspect202603
+                | Endpoint::IntrospectV3
+                | Endpoint::Revoke202603
+                | Endpoint::RevokeV3
+        )
+    }
 
     /// Whether this is one of the CRM objects endpoints (`/crm/v3/objects/...`).
     pub fn is_crm(self) -> bool {
@@ -489,11 +511,14 @@ impl Endpoint {
             Endpoint::Authorize => "GET /oauth/authorize, GET /oauth/{portalId}/authorize",
             Endpoint::TokenV1 => "POST /oauth/v1/token",
             Endpoint::Token202603 => "POST /oauth/2026-03/token",
+            Endpoint::TokenV3 => "POST /oauth/v3/token",
             Endpoint::Introspect202603 => "POST /oauth/2026-03/token/introspect",
+            Endpoint::IntrospectV3 => "POST /oauth/v3/token/introspect",
             Endpoint::AccessTokenInfoV1 => "GET /oauth/v1/access-tokens/{token}",
             Endpoint::RefreshTokenInfoV1 => "GET /oauth/v1/refresh-tokens/{token}",
             Endpoint::RevokeV1 => "DELETE /oauth/v1/refresh-tokens/{token}",
             Endpoint::Revoke202603 => "POST /oauth/2026-03/token/revoke",
+            Endpoint::RevokeV3 => "POST /oauth/v3/token/revoke",
             Endpoint::AccountInfoV3 => "GET /account-info/v3/details",
             Endpoint::AccountInfo202603 => "GET /account-info/2026-03/details",
             Endpoint::CrmList => "GET /crm/v3/objects/{objectType}",

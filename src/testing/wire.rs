@@ -160,6 +160,7 @@ pub(crate) fn token_error(error: &TokenError, style: ErrorStyle) -> Answer {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Generation {
     V1,
+    V3,
     V2026_03,
 }
 
@@ -174,7 +175,7 @@ pub(crate) fn token_success(minted: &Minted, generation: Generation, fields: Tok
     body.insert("expires_in".into(), json!(minted.expires_in));
     if fields == TokenFields::Spec {
         body.insert("token_use".into(), json!("access_token"));
-        if generation == Generation::V2026_03 {
+        if generation != Generation::V1 {
             body.insert("hub_id".into(), json!(minted.grant.portal_id));
             body.insert("user_id".into(), json!(minted.grant.user.id));
             body.insert("scopes".into(), json!(minted.grant.scopes));
@@ -312,7 +313,40 @@ pub(crate) fn account_info(portal: &FakePortal) -> Value {
     })
 }
 
-// ---- not found, authentication errors ----
+/// A `grant_type=client_credentials` answer: the specs' `ClientCredentialsTokenResponse` (`token_use`
+/// `"client_credentials"`), an app-level token without refresh token, portal or user.
+pub(crate) fn client_credentials_success(access_token: &str, expires_in: u64, scopes: &[String]) -> Value {
+    json!({
+        "token_type": "bearer",
+        "access_token": access_token,
+        "expires_in": expires_in,
+        "token_use": "client_credentials",
+        "scopes": scopes,
+    })
+}
+
+// ---- not found, bad input, authentication errors ----
+
+/// `404` for a path no endpoint serves, with HubSpot's generic error body (the fake's wording).
+pub(crate) fn route_not_found() -> Answer {
+    Answer::json(404, &generic_error("Resource not found", "OBJECT_NOT_FOUND"))
+}
+
+/// `413` for a body over the fake's limit, with HubSpot's generic error body (the fake's status and wording).
+pub(crate) fn body_too_large() -> Answer {
+    Answer::json(413, &generic_error("The request body is too large.", "VALIDATION_ERROR"))
+}
+
+/// `400` for credentials in the query string of a 2026-03 or v3 endpoint, as a token-endpoint error.
+pub(crate) fn credentials_in_query(style: ErrorStyle) -> Answer {
+    let error = TokenError {
+        error: "invalid_request",
+        status: "BAD_REQUEST",
+        message: "client credentials, codes and tokens must be sent in the form body, not in the query string"
+            .to_owned(),
+    };
+    token_error(&error, style)
+}
 
 /// `404 OBJECT_NOT_FOUND` for a token of the v1 metadata and revocation endpoints.
 pub(crate) fn token_not_found() -> Answer {

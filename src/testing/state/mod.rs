@@ -137,6 +137,10 @@ impl TokenError {
         Self::new("invalid_grant", "BAD_REFRESH_TOKEN", "refresh token is invalid, expired or revoked")
     }
 
+    pub(crate) fn bad_scope(message: String) -> Self {
+        Self::new("invalid_scope", "BAD_SCOPE", message)
+    }
+
     pub(crate) fn bad_access_token() -> Self {
         Self::new("invalid_grant", "BAD_ACCESS_TOKEN", "access token is invalid, expired or revoked")
     }
@@ -191,6 +195,8 @@ pub(crate) struct State {
     families: HashMap<u64, Family>,
     next_family: u64,
     installs: HashMap<u64, String>,
+    /// App-level access tokens (`grant_type=client_credentials`): their scopes and expiry.
+    app_tokens: HashMap<String, (Vec<String>, SystemTime)>,
 }
 
 impl State {
@@ -228,6 +234,7 @@ impl State {
             families: HashMap::new(),
             next_family: 1,
             installs: HashMap::new(),
+            app_tokens: HashMap::new(),
         }
     }
 
@@ -437,6 +444,39 @@ impl State {
         };
         let access_token = self.mint_access(&grant, now);
         Ok(Minted { access_token, refresh_token, grant, expires_in: self.access_ttl.as_secs() })
+    }
+
+    /// `grant_type=client_credentials`: an app-level access token with the requested app-level scopes (all of
+    /// the app's when `scope` is absent), no refresh token. A scope the app does not allow is `BAD_SCOPE`.
+    pub(crate) fn mint_app_token(
+        &mut self,
+        scope: Option<&str>,
+        now: SystemTime,
+    ) -> Result<(String, u64, Vec<String>), TokenError> {
+        let scopes: Vec<String> = match scope.map(str::split_whitespace) {
+            Some(requested) => {
+                let mut scopes: Vec<String> = Vec::new();
+                for s in requested {
+                    if !self.app.app_scopes.iter().any(|a| a == s) {
+                        return Err(TokenError::bad_scope(format!("scope {s} is not an app-level scope of this app")));
+                    }
+                    if !scopes.iter().any(|g| g == s) {
+                        scopes.push(s.to_owned());
+                    }
+                }
+                scopes
+            }
+            None => self.app.app_scopes.clone(),
+        };
+        let token = random::access_token();
+        let expires_at = crate::clock::saturating_add(now, self.access_ttl);
+        self.app_tokens.insert(token.clone(), (scopes.clone(), expires_at));
+        Ok((token, self.access_ttl.as_secs(), scopes))
+    }
+
+    /// Revokes an app-level token. Returns whether it was known.
+    pub(crate) fn revoke_app_token(&mut self, token: &str) -> bool {
+        self.app_tokens.remove(token).is_some()
     }
 
     pub(crate) fn access_lookup(&self, token: &str, now: SystemTime) -> AccessLookup<'_> {
