@@ -1111,3 +1111,160 @@ async fn unrouted_paths_and_bad_input_get_hubspots_error_shapes() {
         assert_eq!(parse(&answer.bytes().await.unwrap())["status"], "error", "{content_type}");
     }
 }
+
+// ---- the CRM, strictly ----
+
+struct Crm {
+    w: World,
+    token: String,
+}
+
+impl Crm {
+    async fn new() -> Crm {
+        let w = world().await;
+        w.fake.set_rate_limit(None);
+        w.fake.set_search_rate_limit(None);
+        let scopes = ["oauth", "crm.objects.contacts.read", "crm.objects.contacts.write", "crm.objects.companies.read"];
+        let token = w.fake.issue(62515, &scopes).access_token;
+        Crm { w, token }
+    }
+
+    async fn send(&self, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
+        let mut request = self.w.http.request(method.parse().unwrap(), self.w.url(path)).bearer_auth(&self.token);
+        if let Some(body) = body {
+            request = request.header("content-type", "application/json").body(body.to_string());
+        }
+        let answer = request.send().await.unwrap();
+        let status = answer.status().as_u16();
+        (status, parse(&answer.bytes().await.unwrap()))
+    }
+
+    async fn create(&self, properties: Value) -> (u16, Value) {
+        self.send("POST", "/crm/v3/objects/contacts", Some(json!({ "properties": properties }))).await
+    }
+
+    async fn search(&self, body: Value) -> (u16, Value) {
+        self.send("POST", "/crm/v3/objects/contacts/search", Some(body)).await
+    }
+}
+
+#[tokio::test]
+async fn crm_create_checks_properties_emails_and_duplicates() {
+    let c = Crm::new().await;
+    let (status, body) = c.create(json!({"email": "new@example.com", "shoe_size": "44"})).await;
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(body["category"], "VALIDATION_ERROR");
+    assert!(body["message"].as_str().unwrap().contains("PROPERTY_DOESNT_EXIST"), "{body}");
+    assert!(body["message"].as_str().unwrap().contains("shoe_size"), "{body}");
+    assert_eq!(body["errors"][0]["code"], "PROPERTY_DOESNT_EXIST");
+
+    let (status, body) = c.create(json!({"email": "not-an-email"})).await;
+    assert_eq!(status, 400, "{body}");
+    assert!(body["message"].as_str().unwrap().contains("INVALID_EMAIL"), "{body}");
+    assert_eq!(c.w.fake.objects(62515, "contacts"), 3, "nothing created");
+
+    let (status, first) = c.create(json!({"email": "new@example.com", "firstname": "Ada"})).await;
+    assert_eq!(status, 201, "{first}");
+    let (status, body) = c.create(json!({"email": "NEW@example.com"})).await;
+    assert_eq!(status, 409, "{body}");
+    assert_eq!(body["category"], "CONFLICT");
+    let id = first["id"].as_str().unwrap();
+    assert_eq!(body["message"], format!("Contact already exists. Existing ID: {id}"));
+    assert_eq!(c.w.fake.objects(62515, "contacts"), 4);
+
+    // A property the portal has (added in HubSpot's UI) is accepted.
+    c.w.fake.add_property("contacts", "shoe_size");
+    assert_eq!(c.create(json!({"email": "b@example.com", "shoe_size": "44"})).await.0, 201);
+}
+
+#[tokio::test]
+async fn crm_search_honours_sorts_and_refuses_what_hubspot_refuses() {
+    let c = Crm::new().await;
+    let (status, body) = c
+        .search(
+            json!({"sorts": [{"propertyName": "firstname", "direction": "DESCENDING"}], "properties": ["firstname"]}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let names: Vec<&str> =
+        body["results"].as_array().unwrap().iter().map(|r| r["properties"]["firstname"].as_str().unwrap()).collect();
+    assert_eq!(names, ["Maria", "Jane", "Brian"]);
+    let (_, body) = c.search(json!({"sorts": ["firstname"], "properties": ["firstname"]})).await;
+    assert_eq!(body["results"][0]["properties"]["firstname"], "Brian");
+
+    let filter = |op: &str| json!({"propertyName": "firstname", "operator": op, "value": "Jane"});
+    let group = |n: usize| json!({"filters": vec![filter("EQ"); n]});
+    let refused = [
+        ("an unknown operator", json!({"filterGroups": [{"filters": [filter("LIKE")]}]}), "LIKE"),
+        (
+            "no operator",
+            json!({"filterGroups": [{"filters": [{"propertyName": "firstname", "value": "x"}]}]}),
+            "operator",
+        ),
+        ("6 filter groups", json!({"filterGroups": vec![group(1); 6]}), "filter groups"),
+        ("7 filters in a group", json!({"filterGroups": [group(7)]}), "filters"),
+        ("19 filters in all", json!({"filterGroups": [group(6), group(6), group(6), group(1)]}), "filters"),
+        ("paging past 10,000", json!({"after": "9950", "limit": 100}), "10000"),
+        ("two sorts", json!({"sorts": ["firstname", "lastname"]}), "sort"),
+        ("a bad direction", json!({"sorts": [{"propertyName": "firstname", "direction": "UP"}]}), "UP"),
+    ];
+    for (what, body, says) in refused {
+        let (status, answer) = c.search(body).await;
+        assert_eq!(status, 400, "{what}: {answer}");
+        assert_eq!(answer["category"], "VALIDATION_ERROR", "{what}");
+        assert!(answer["message"].as_str().unwrap().contains(says), "{what}: {answer}");
+    }
+    let (status, body) = c.search(json!({"filterGroups": vec![group(6); 3]})).await;
+    assert_eq!((status, body["total"].clone()), (200, json!(1)), "3 groups of 6 filters, 18 in all, are fine");
+    let between = json!({"propertyName": "hs_object_id", "operator": "BETWEEN", "value": "101", "highValue": "102"});
+    let (_, body) = c.search(json!({"filterGroups": [{"filters": [between]}]})).await;
+    assert_eq!(body["total"], 2, "{body}");
+}
+
+#[tokio::test]
+async fn crm_reads_honour_id_property_archived_properties_and_associations() {
+    let c = Crm::new().await;
+    let (status, jane) = c.send("GET", "/crm/v3/objects/contacts/jane.doe@example.com?idProperty=email", None).await;
+    assert_eq!(status, 200, "{jane}");
+    assert_eq!(jane["properties"]["email"], "jane.doe@example.com");
+    let id = jane["id"].as_str().unwrap().to_owned();
+    let (status, _) = c.send("GET", "/crm/v3/objects/contacts/nobody@example.com?idProperty=email", None).await;
+    assert_eq!(status, 404);
+    let (status, body) = c.send("GET", "/crm/v3/objects/contacts/x?idProperty=shoe_size", None).await;
+    assert_eq!(status, 400, "{body}");
+
+    // properties: the named ones (unknown ones left out) and the three HubSpot always sends.
+    let (_, one) = c.send("GET", &format!("/crm/v3/objects/contacts/{id}?properties=firstname,shoe_size"), None).await;
+    let mut names: Vec<&String> = one["properties"].as_object().unwrap().keys().collect();
+    names.sort();
+    assert_eq!(names, ["createdate", "firstname", "hs_object_id", "lastmodifieddate"]);
+
+    // associations
+    let company = c.w.fake.add_object(62515, "companies", &[("name", "Acme"), ("domain", "acme.example")]).unwrap();
+    assert!(c.w.fake.associate(62515, "contacts", &id, "companies", &company));
+    let (_, one) = c.send("GET", &format!("/crm/v3/objects/contacts/{id}?associations=companies,deals"), None).await;
+    assert_eq!(one["associations"]["companies"]["results"], json!([{"id": company, "type": "contact_to_company"}]));
+    assert!(one["associations"].get("deals").is_none(), "{one}");
+    let (_, list) = c.send("GET", "/crm/v3/objects/contacts?associations=companies", None).await;
+    let with: Vec<&Value> =
+        list["results"].as_array().unwrap().iter().filter(|r| r.get("associations").is_some()).collect();
+    assert_eq!(with.len(), 1, "{list}");
+    let (_, plain) = c.send("GET", &format!("/crm/v3/objects/contacts/{id}"), None).await;
+    assert!(plain.get("associations").is_none());
+
+    // archived
+    assert!(c.w.fake.archive_object(62515, "contacts", &id));
+    let (status, _) = c.send("GET", &format!("/crm/v3/objects/contacts/{id}"), None).await;
+    assert_eq!(status, 404, "an archived object is not found unless archived=true");
+    let (status, gone) = c.send("GET", &format!("/crm/v3/objects/contacts/{id}?archived=true"), None).await;
+    assert_eq!((status, gone["archived"].clone()), (200, json!(true)), "{gone}");
+    assert!(gone["archivedAt"].is_string(), "{gone}");
+    let (_, live) = c.send("GET", "/crm/v3/objects/contacts", None).await;
+    assert_eq!(live["results"].as_array().unwrap().len(), 2);
+    let (_, archived) = c.send("GET", "/crm/v3/objects/contacts?archived=true", None).await;
+    assert_eq!(archived["results"].as_array().unwrap().len(), 1);
+    let (_, found) = c.search(json!({})).await;
+    assert_eq!(found["total"], 2, "search never finds archived objects");
+    let (status, _) = c.send("GET", "/crm/v3/objects/contacts?archived=maybe", None).await;
+    assert_eq!(status, 400);
+}

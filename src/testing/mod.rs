@@ -39,6 +39,8 @@
 //! | 500, HTML 502, 429 with or without `Retry-After`, slow answers, garbage, redirects | [`fail`](FakeHubSpot::fail) an [`Endpoint`] with a [`Failure`], `times` in a row |
 //! | did my code call HubSpot, how often, with which fields | [`requests`](FakeHubSpot::requests), [`token_requests`](FakeHubSpot::token_requests), [`last_form`](FakeHubSpot::last_form), [`reset_counts`](FakeHubSpot::reset_counts) |
 //! | call the CRM API (`GET /crm/v3/objects/{type}`, `.../{id}`, `POST .../search`, `POST /crm/v3/objects/{type}`) | every portal starts with 3 contacts, 1 company, 1 deal; [`add_object`](FakeHubSpot::add_object), count them with [`objects`](FakeHubSpot::objects) |
+//! | your portal's custom properties, deleted objects, associated objects | [`add_property`](FakeHubSpot::add_property), [`archive_object`](FakeHubSpot::archive_object), [`associate`](FakeHubSpot::associate) |
+//! | an app-level token for the webhooks journal | `grant_type=client_credentials` on any token endpoint; its scopes are the registration's [`app_scopes`](AppRegistration::app_scopes) |
 //! | which token did my client send, did it hold HubSpot's rate limits | [`last_authorization`](FakeHubSpot::last_authorization), [`max_requests_in_window`](FakeHubSpot::max_requests_in_window), [`rate_limited_requests`](FakeHubSpot::rate_limited_requests); tune with [`set_rate_limit`](FakeHubSpot::set_rate_limit), [`set_search_rate_limit`](FakeHubSpot::set_search_rate_limit) |
 //! | something the fake does not play | mount your own [`wiremock::Mock`] on [`server`](FakeHubSpot::server) (use `with_priority(1)` to take precedence over the fake's own mocks) |
 //!
@@ -144,6 +146,27 @@
 //!   `RATE_LIMIT`); then the scope `crm.objects.{type}.read` (`.write` to create; `tickets` for tickets), else `403`
 //!   `MISSING_SCOPES` naming it in `requiredGranularScopes`. An unknown object is a `404` `OBJECT_NOT_FOUND`.
 //!   Answers other than searches carry `X-HubSpot-RateLimit-Max`, `-Remaining` and `-Interval-Milliseconds`.
+//! - CRM create: every property name must be one the object type has (a selection of HubSpot's own, plus those
+//!   added with [`add_property`](FakeHubSpot::add_property) or [`add_object`](FakeHubSpot::add_object)), a
+//!   contact's `email` must look like an address; either problem is a `400` `VALIDATION_ERROR` whose message is
+//!   HubSpot's `Property values were not valid: [{..."error":"PROPERTY_DOESNT_EXIST"...}]` (`INVALID_EMAIL`),
+//!   and nothing is created. A contact whose email (case-insensitive) a live contact already has is a `409`
+//!   `CONFLICT`, `Contact already exists. Existing ID: {id}`.
+//! - CRM search: at most 5 `filterGroups`, 6 filters in a group and 18 in all (the figures HubSpot's CRM search
+//!   guide has long given; its changelog of 2024-08 announced 10 per group and 25 in all: the fake keeps the
+//!   stricter figures, so a search it takes HubSpot takes too); every filter needs one of
+//!   HubSpot's operators (`EQ`, `NEQ`, `LT`, `LTE`, `GT`, `GTE`, `BETWEEN`, `IN`, `NOT_IN`, `HAS_PROPERTY`,
+//!   `NOT_HAS_PROPERTY`, `CONTAINS_TOKEN`, `NOT_CONTAINS_TOKEN`); `after` + `limit` may not reach past the
+//!   10,000th result; one sort at most (`"name"` or `{"propertyName","direction"}`), honoured. Each refusal is a
+//!   `400` `VALIDATION_ERROR`. Archived objects are never found. Where HubSpot's docs are silent the fake
+//!   chooses: the messages' wording, that a second sort is refused rather than ignored, that objects without the
+//!   sort property come last in either direction, and that numbers compare as numbers, text case-insensitively.
+//! - CRM reads (list and get): `properties` (names the type lacks are left out, as HubSpot does), `archived`
+//!   (`true` shows only archived objects, see [`archive_object`](FakeHubSpot::archive_object); anything but
+//!   `true`/`false` is a `400`), `associations` (types with at least one association, see
+//!   [`associate`](FakeHubSpot::associate), labelled `contact_to_company` and so on; an unknown type is a `400`),
+//!   and on get `idProperty` (`hs_object_id`, or a contact's `email`; another property is a `400`, a value no
+//!   object has a `404`).
 //!
 //! [`Clock`]: crate::Clock
 
@@ -522,12 +545,42 @@ impl FakeHubSpot {
     }
 
     /// Adds an object to the portal, as if created in HubSpot's UI, and returns its id. `None` for an object
-    /// type the fake does not know.
+    /// type the fake does not know. Property names the type does not have are added to it (see
+    /// [`add_property`](Self::add_property)); nothing is validated.
     pub fn add_object(&self, portal_id: u64, object_type: &str, properties: &[(&str, &str)]) -> Option<String> {
         let now = self.inner.shared.clock.now();
         let object_type = state::crm::canonical_type(object_type)?;
         let properties = properties.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
         Some(self.state().crm.insert(portal_id, object_type, properties, now).to_string())
+    }
+
+    /// Adds a property to `object_type` in every portal, as if created in HubSpot's settings, so that creating
+    /// objects with it is accepted. Returns `false` for an object type the fake does not know.
+    pub fn add_property(&self, object_type: &str, name: &str) -> bool {
+        let Some(object_type) = state::crm::canonical_type(object_type) else { return false };
+        self.state().crm.add_property(object_type, name);
+        true
+    }
+
+    /// Archives an object (moves it to the recycle bin, as a delete in HubSpot does): reads find it only with
+    /// `archived=true`, searches never. Returns whether there was such a live object.
+    pub fn archive_object(&self, portal_id: u64, object_type: &str, id: &str) -> bool {
+        let now = self.inner.shared.clock.now();
+        let (Some(object_type), Ok(id)) = (state::crm::canonical_type(object_type), id.parse::<u64>()) else {
+            return false;
+        };
+        self.state().crm.archive(portal_id, object_type, id, now)
+    }
+
+    /// Associates two objects of the portal, both ways (reads show it with `associations=...`). Returns whether
+    /// both exist.
+    pub fn associate(&self, portal_id: u64, from_type: &str, from_id: &str, to_type: &str, to_id: &str) -> bool {
+        let from = state::crm::canonical_type(from_type).zip(from_id.parse::<u64>().ok());
+        let to = state::crm::canonical_type(to_type).zip(to_id.parse::<u64>().ok());
+        match (from, to) {
+            (Some(from), Some(to)) => self.state().crm.associate(portal_id, from, to),
+            _ => false,
+        }
     }
 
     // ---- inspection ----

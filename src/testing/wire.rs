@@ -8,7 +8,7 @@ use serde_json::{Map, Value, json};
 use wiremock::ResponseTemplate;
 
 use super::random;
-use super::state::crm::{FakeObject, Limited, default_properties, last_modified_property};
+use super::state::crm::{FakeObject, Limited, default_properties, last_modified_property, singular};
 use super::state::{Grant, Minted, TokenError};
 use super::types::{ErrorStyle, Failure, FakePortal, TokenFields};
 use crate::clock::rfc3339;
@@ -405,13 +405,64 @@ pub(crate) fn object_json(id: u64, object: &FakeObject, object_type: &str, wante
             }
         }
     }
-    json!({
+    let mut body = json!({
         "id": id.to_string(),
         "properties": properties,
         "createdAt": rfc3339::millis(object.created_at),
         "updatedAt": rfc3339::millis(object.updated_at),
-        "archived": false,
-    })
+        "archived": object.archived_at.is_some(),
+    });
+    if let Some(at) = object.archived_at {
+        body["archivedAt"] = json!(rfc3339::millis(at));
+    }
+    body
+}
+
+/// Adds `associations` to an object's JSON for the requested types it has associations with (HubSpot leaves out
+/// the types without any, and the key when none is left).
+pub(crate) fn add_associations(body: &mut Value, object: &FakeObject, object_type: &str, requested: &[&'static str]) {
+    let mut found = Map::new();
+    for to_type in requested {
+        let Some(ids) = object.associations.get(to_type).filter(|ids| !ids.is_empty()) else { continue };
+        let label = format!("{}_to_{}", singular(object_type), singular(to_type));
+        let results: Vec<Value> = ids.iter().map(|id| json!({ "id": id.to_string(), "type": label })).collect();
+        found.insert((*to_type).to_owned(), json!({ "results": results }));
+    }
+    if !found.is_empty() {
+        body["associations"] = Value::Object(found);
+    }
+}
+
+/// A `400 VALIDATION_ERROR` for property values HubSpot refuses on create: the message lists each problem the
+/// way HubSpot writes it (`Property values were not valid: [{"isValid":false,...,"error":"PROPERTY_DOESNT_EXIST",
+/// "name":...}]`), and `errors` carries one entry per problem with its `code`.
+pub(crate) fn invalid_property_values(problems: &[(String, &'static str, String)]) -> Answer {
+    let listed: Vec<Value> = problems
+        .iter()
+        .map(|(name, error, message)| {
+            json!({"isValid": false, "message": message, "error": error, "name": name, "localizedErrorMessage": message})
+        })
+        .collect();
+    let mut body =
+        generic_error(&format!("Property values were not valid: {}", Value::Array(listed)), "VALIDATION_ERROR");
+    body["errors"] = Value::Array(
+        problems
+            .iter()
+            .map(|(name, error, message)| json!({"message": message, "code": error, "context": {"propertyName": [name]}}))
+            .collect(),
+    );
+    Answer::json(400, &body)
+}
+
+/// `409 CONFLICT`: an object with this unique value exists (HubSpot's wording for contacts).
+pub(crate) fn already_exists(object_type: &str, existing: u64) -> Answer {
+    let kind = match object_type {
+        "contacts" => "Contact",
+        "companies" => "Company",
+        "deals" => "Deal",
+        _ => "Ticket",
+    };
+    Answer::json(409, &generic_error(&format!("{kind} already exists. Existing ID: {existing}"), "CONFLICT"))
 }
 
 /// `403 MISSING_SCOPES`, naming the scope in `requiredGranularScopes`.
