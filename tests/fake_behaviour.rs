@@ -753,6 +753,7 @@ async fn the_authorize_step_checks_the_app_registration() {
         .redirect_uri("https://app.vendor.example/hubspot/callback")
         .redirect_uri("http://localhost:8080/cb")
         .required_scopes(["crm.objects.contacts.read"])
+        .conditionally_required_scopes(["crm.objects.companies.read"])
         .optional_scopes(["crm.objects.deals.read"]);
     let fake = FakeHubSpot::builder().app(app).clock(Arc::new(clock.clone())).start().await;
     let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
@@ -791,8 +792,18 @@ async fn the_authorize_step_checks_the_app_registration() {
         ("plain http off localhost", with("redirect_uri", Some("http://app.vendor.example/hubspot/callback")), "https"),
         ("no scope", with("scope", None), "scope"),
         ("an undeclared scope", with("scope", Some("oauth crm.objects.contacts.read made.up")), "made.up"),
-        ("an undeclared optional scope", with("optional_scope", Some("crm.objects.companies.read")), "companies"),
-        ("a required scope missing", with("scope", Some("oauth crm.objects.deals.read")), "crm.objects.contacts.read"),
+        ("an undeclared optional scope", with("optional_scope", Some("crm.objects.line_items.read")), "mismatch"),
+        (
+            "an optional scope in scope",
+            with("scope", Some("oauth crm.objects.contacts.read crm.objects.deals.read")),
+            "mismatch between the scopes",
+        ),
+        (
+            "a conditionally required scope in optional_scope",
+            with("optional_scope", Some("crm.objects.companies.read")),
+            "mismatch between the scopes",
+        ),
+        ("a required scope missing", with("scope", Some("oauth")), "provided scopes are insufficient"),
         (
             "a required scope only optional",
             vec![
@@ -818,15 +829,16 @@ async fn the_authorize_step_checks_the_app_registration() {
         assert!(matches!(err, FakeError::NoRedirect { status: 400, .. }), "{what}: {err}");
         assert_eq!(fake.codes_issued(), 0, "{what}: no code issued");
     }
-    // The same request, well formed, gets a code; so does the other registered URL, and a declared optional
-    // scope in `scope`.
+    // The same request, well formed, gets a code; so does the other registered URL, and a conditionally required
+    // scope in `scope` (or left out).
     let callback = fake.consent(url(&good).as_str()).await.unwrap();
     assert!(callback.as_str().starts_with("https://app.vendor.example/hubspot/callback?code="), "{callback}");
     let local = with("redirect_uri", Some("http://localhost:8080/cb"));
     assert!(fake.consent(url(&local).as_str()).await.is_ok());
-    let both = with("scope", Some("oauth crm.objects.contacts.read crm.objects.deals.read"));
-    assert!(fake.consent(url(&both).as_str()).await.is_ok());
-    assert_eq!(fake.codes_issued(), 3);
+    let conditional = with("scope", Some("oauth crm.objects.contacts.read crm.objects.companies.read"));
+    assert!(fake.consent(url(&conditional).as_str()).await.is_ok());
+    assert!(fake.consent(url(&with("optional_scope", None)).as_str()).await.is_ok());
+    assert_eq!(fake.codes_issued(), 4);
 }
 
 #[tokio::test]

@@ -109,14 +109,17 @@
 //!
 //! - Authorize, against the [`AppRegistration`] (set with [`FakeHubSpot::builder`]): `client_id` must be the
 //!   app's; `redirect_uri` must parse, be `https` (or `http` on `localhost`), not an IP address, and equal one of
-//!   the registered redirect URLs; `scope` must be present, hold every scope the app marks Required (`oauth`
-//!   always), and `scope` and `optional_scope` may hold only scopes the app declares. Any refusal is HubSpot's
-//!   error page: a `400` HTML page naming the problem, no redirect, no code. An unknown
-//!   `/oauth/{portalId}/authorize` is a 404 page. Scopes are space-separated (`%20` or `+`).
-//!   `code_challenge` with `code_challenge_method=S256` (or `plain`) is remembered with the code.
-//!   Where HubSpot's docs are silent the fake chooses: the order of the checks (client, redirect, scopes), the
-//!   exact comparison of redirect URLs (as parsed URLs, query included), the page's wording, and that a
-//!   declared Optional scope may also be asked for in `scope`.
+//!   the registered redirect URLs; `scope` must be present and hold every Required scope (`oauth` always), else
+//!   HubSpot's "Authorization failed because the provided scopes are insufficient"; `scope` may hold only
+//!   Required and Conditionally required scopes and `optional_scope` only Optional ones, else HubSpot's
+//!   "Authorization failed because there is a mismatch between the scopes in the install URL and the app's
+//!   configured scopes" (both messages from HubSpot's knowledge base, followed by the fake's detail naming the
+//!   scopes). Any refusal is an error page: a `400` HTML page, no redirect, no code
+//!   ([`codes_issued`](FakeHubSpot::codes_issued) does not move). An unknown `/oauth/{portalId}/authorize` is a
+//!   404 page. Scopes are space-separated (`%20` or `+`). `code_challenge` with `code_challenge_method=S256` (or
+//!   `plain`) is remembered with the code. Where HubSpot's docs are silent the fake chooses: the status (`400`),
+//!   the order of the checks (client, redirect, scopes), the wording for client and redirect problems, and the
+//!   exact comparison of redirect URLs (as parsed URLs, query included).
 //! - Token: form-encoded bodies only (a JSON body is `BAD_GRANT_TYPE`), client id and secret in the body
 //!   (`invalid_client` / `BAD_CLIENT_ID`). A code is single-use: any exchange attempt that finds it unexpired uses
 //!   it up, even one that then fails on the redirect URI or the PKCE verifier. The `redirect_uri` must repeat the

@@ -80,6 +80,11 @@ pub(crate) fn authorize(url: &Url, query: &[(String, String)], state: &mut State
     Answer::redirect(302, location.as_str())
 }
 
+const INSUFFICIENT: &str = "Couldn't complete the connection: Authorization failed because the provided scopes are \
+                            insufficient. Please contact the app developer.";
+const MISMATCH: &str = "Couldn't complete the connection: Authorization failed because there is a mismatch between \
+                        the scopes in the install URL and the app's configured scopes. Please contact the app developer.";
+
 /// Whether a redirect URL could be registered with HubSpot: `https`, or `http` on `localhost`; a host name, never
 /// an IP address.
 fn acceptable_redirect(url: &Url) -> Result<(), String> {
@@ -127,21 +132,26 @@ pub(crate) fn check_authorize(query: &[(String, String)], app: &AppRegistration)
         return Err("The scope parameter is missing.".to_owned());
     }
     let optional = first(query, "optional_scope").unwrap_or_default();
-    let undeclared: Vec<&str> =
-        scope.split_whitespace().chain(optional.split_whitespace()).filter(|s| !app.declares(s)).collect();
-    if !undeclared.is_empty() {
-        return Err(format!("The app requests scopes it does not declare: {}", undeclared.join(" ")));
-    }
+    // HubSpot's two messages (knowledge base, "Resolve a 'Request for Integration Permissions' error"), each
+    // followed by the fake's detail.
     let mut required: Vec<&str> = app.required_scopes.iter().map(String::as_str).collect();
     if !required.contains(&"oauth") {
         required.push("oauth");
     }
     let missing: Vec<&str> = required.into_iter().filter(|r| !scope.split_whitespace().any(|s| s == *r)).collect();
     if !missing.is_empty() {
-        return Err(format!(
-            "The scope parameter must include every scope the app marks Required; missing: {}",
-            missing.join(" ")
-        ));
+        return Err(format!("{INSUFFICIENT} (required scopes missing: {})", missing.join(" ")));
+    }
+    let misplaced: Vec<String> = scope
+        .split_whitespace()
+        .filter(|s| !app.may_be_in_scope(s))
+        .map(|s| if app.declares(s) { format!("{s} (optional, in scope)") } else { format!("{s} (not configured)") })
+        .chain(optional.split_whitespace().filter(|s| !app.may_be_optional(s)).map(|s| {
+            if app.declares(s) { format!("{s} (required, in optional_scope)") } else { format!("{s} (not configured)") }
+        }))
+        .collect();
+    if !misplaced.is_empty() {
+        return Err(format!("{MISMATCH} ({})", misplaced.join(", ")));
     }
     Ok((redirect_uri.to_owned(), location))
 }

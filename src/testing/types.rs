@@ -129,9 +129,15 @@ impl FakePortal {
 /// declares. Hand it to [`FakeHubSpotBuilder::app`](super::FakeHubSpotBuilder::app); the fake then checks every
 /// authorize request against it, as HubSpot does (see the [module documentation](super#what-the-fake-checks)).
 ///
+/// HubSpot sorts an app's scopes into Required (each must be in the authorize URL's `scope`), Conditionally
+/// required (allowed in `scope` only) and Optional (allowed in `optional_scope` only); a scope in neither list
+/// fails the install.
+///
 /// [`AppRegistration::default`] is what the fake's own helpers use: the client id and secret of
 /// [`FakeHubSpot::client_id`](super::FakeHubSpot::client_id), the redirect URL
-/// `http://localhost:3000/oauth/callback`, `oauth` required, and as optional scopes [`AppRegistration::COMMON_SCOPES`].
+/// `http://localhost:3000/oauth/callback`, `oauth` required, and [`AppRegistration::COMMON_SCOPES`] both
+/// conditionally required and optional, so that any of them may be asked for in either parameter. HubSpot's
+/// settings would not allow a scope in two lists: register your app's real lists to test how it splits them.
 /// `Debug` does not show the client secret. It serializes (`client_id`, `client_secret`, `redirect_uris`,
 /// `required_scopes`, `optional_scopes`, `app_scopes`, `app_id`) so that a server running the fake can print it.
 ///
@@ -159,7 +165,9 @@ pub struct AppRegistration {
     pub redirect_uris: Vec<String>,
     /// The scopes the app marks Required: each must be in `scope`. `oauth` is always among them.
     pub required_scopes: Vec<String>,
-    /// The scopes the app marks Optional: they may be in `scope` or `optional_scope`.
+    /// The scopes the app marks Conditionally required: they may be in `scope`, never in `optional_scope`.
+    pub conditionally_required_scopes: Vec<String>,
+    /// The scopes the app marks Optional: they may be in `optional_scope`, never in `scope`.
     pub optional_scopes: Vec<String>,
     /// The app-level scopes a `grant_type=client_credentials` token may carry (the webhooks journal's).
     pub app_scopes: Vec<String>,
@@ -238,6 +246,7 @@ impl AppRegistration {
             client_secret: client_secret.into(),
             redirect_uris: Vec::new(),
             required_scopes: vec!["oauth".to_owned()],
+            conditionally_required_scopes: Vec::new(),
             optional_scopes: Vec::new(),
             app_scopes: Vec::new(),
         }
@@ -252,6 +261,12 @@ impl AppRegistration {
     /// Marks these scopes Required (besides `oauth`, which always is).
     pub fn required_scopes<S: Into<String>>(mut self, scopes: impl IntoIterator<Item = S>) -> Self {
         push_new(&mut self.required_scopes, scopes);
+        self
+    }
+
+    /// Marks these scopes Conditionally required.
+    pub fn conditionally_required_scopes<S: Into<String>>(mut self, scopes: impl IntoIterator<Item = S>) -> Self {
+        push_new(&mut self.conditionally_required_scopes, scopes);
         self
     }
 
@@ -273,9 +288,19 @@ impl AppRegistration {
         self
     }
 
-    /// Whether the app declares `scope`, as Required or Optional (`oauth` always is).
+    /// Whether the app declares `scope`, as Required, Conditionally required or Optional (`oauth` always is).
     pub fn declares(&self, scope: &str) -> bool {
-        scope == "oauth" || self.required_scopes.iter().chain(&self.optional_scopes).any(|s| s == scope)
+        self.may_be_in_scope(scope) || self.may_be_optional(scope)
+    }
+
+    /// Whether `scope` may appear in the authorize URL's `scope`: a Required or Conditionally required scope.
+    pub fn may_be_in_scope(&self, scope: &str) -> bool {
+        scope == "oauth" || self.required_scopes.iter().chain(&self.conditionally_required_scopes).any(|s| s == scope)
+    }
+
+    /// Whether `scope` may appear in the authorize URL's `optional_scope`: an Optional scope.
+    pub fn may_be_optional(&self, scope: &str) -> bool {
+        self.optional_scopes.iter().any(|s| s == scope)
     }
 }
 
@@ -292,6 +317,7 @@ impl Default for AppRegistration {
     fn default() -> Self {
         Self::new("6a2f41a3-c54c-4b53-b1e9-8c7a2d0f5e16", "fake-secret-3b9e27d1-0c4a-4f6e-9d58-a1b2c3d4e5f6")
             .redirect_uri("http://localhost:3000/oauth/callback")
+            .conditionally_required_scopes(Self::COMMON_SCOPES.iter().copied())
             .optional_scopes(Self::COMMON_SCOPES.iter().copied())
             .app_scopes(Self::JOURNAL_SCOPES.iter().copied())
     }
@@ -305,6 +331,7 @@ impl fmt::Debug for AppRegistration {
             .field("client_secret", &"[redacted]")
             .field("redirect_uris", &self.redirect_uris)
             .field("required_scopes", &self.required_scopes)
+            .field("conditionally_required_scopes", &self.conditionally_required_scopes)
             .field("optional_scopes", &self.optional_scopes)
             .field("app_scopes", &self.app_scopes)
             .finish()
