@@ -1280,3 +1280,44 @@ async fn crm_reads_honour_id_property_archived_properties_and_associations() {
     let (status, _) = c.send("GET", "/crm/v3/objects/contacts?archived=maybe", None).await;
     assert_eq!(status, 400);
 }
+
+#[tokio::test]
+async fn a_token_in_the_query_string_of_2026_03_account_info_is_refused() {
+    let w = world().await;
+    let access = w.fake.issue(62515, &["oauth"]).access_token;
+    let answer = w
+        .http
+        .get(w.url(&format!("/account-info/2026-03/details?access_token={access}")))
+        .bearer_auth(&access)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 400);
+    let body = parse(&answer.bytes().await.unwrap());
+    assert_eq!((body["status"].as_str(), body["category"].as_str()), (Some("error"), Some("VALIDATION_ERROR")));
+    // v3 account info is not a 2026-03 endpoint: the bearer header still counts there.
+    let answer =
+        w.http.get(w.url(&format!("/account-info/v3/details?x={access}"))).bearer_auth(&access).send().await.unwrap();
+    assert_eq!(answer.status(), 200);
+}
+
+#[tokio::test]
+async fn token_requests_are_counted_by_grant_type() {
+    let w = world().await;
+    let (_, refresh) = w.connect().await;
+    w.refresh(&refresh).await;
+    w.refresh_at("/oauth/v3/token", &refresh).await;
+    let form = [
+        ("grant_type", "client_credentials"),
+        ("client_id", w.fake.client_id()),
+        ("client_secret", w.fake.client_secret()),
+    ];
+    w.post("/oauth/v1/token", &form).await;
+    assert_eq!(w.fake.grant_requests("authorization_code"), 1);
+    assert_eq!(w.fake.grant_requests("refresh_token"), 2);
+    assert_eq!(w.fake.grant_requests("client_credentials"), 1);
+    assert_eq!(w.fake.grant_requests("password"), 0);
+    assert_eq!(w.fake.token_requests(), 4);
+    w.fake.reset_counts();
+    assert_eq!(w.fake.grant_requests("refresh_token"), 0);
+}

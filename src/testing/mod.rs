@@ -37,7 +37,7 @@
 //! | revoke answers 200 or 204 | [`set_revoke_status`](FakeHubSpot::set_revoke_status) |
 //! | a token answer without `token_use`, `hub_id`, `scopes` | [`set_token_fields`](FakeHubSpot::set_token_fields) with [`TokenFields::Minimal`] |
 //! | 500, HTML 502, 429 with or without `Retry-After`, slow answers, garbage, redirects | [`fail`](FakeHubSpot::fail) an [`Endpoint`] with a [`Failure`], `times` in a row |
-//! | did my code call HubSpot, how often, with which fields | [`requests`](FakeHubSpot::requests), [`token_requests`](FakeHubSpot::token_requests), [`last_form`](FakeHubSpot::last_form), [`reset_counts`](FakeHubSpot::reset_counts) |
+//! | did my code call HubSpot, how often, with which fields | [`requests`](FakeHubSpot::requests), [`token_requests`](FakeHubSpot::token_requests), [`grant_requests`](FakeHubSpot::grant_requests), [`last_form`](FakeHubSpot::last_form), [`reset_counts`](FakeHubSpot::reset_counts) |
 //! | call the CRM API (`GET /crm/v3/objects/{type}`, `.../{id}`, `POST .../search`, `POST /crm/v3/objects/{type}`) | every portal starts with 3 contacts, 1 company, 1 deal; [`add_object`](FakeHubSpot::add_object), count them with [`objects`](FakeHubSpot::objects) |
 //! | your portal's custom properties, deleted objects, associated objects | [`add_property`](FakeHubSpot::add_property), [`archive_object`](FakeHubSpot::archive_object), [`associate`](FakeHubSpot::associate) |
 //! | an app-level token for the webhooks journal | `grant_type=client_credentials` on any token endpoint; its scopes are the registration's [`app_scopes`](AppRegistration::app_scopes) |
@@ -133,7 +133,9 @@
 //!   the `BAD_SCOPE` code, the answer without `scope`, and the look-ups.
 //! - 2026-03 and v3 take their fields in the form body only: a `client_id`, `client_secret`, `code`,
 //!   `code_verifier`, `refresh_token` or `token` in the query string is a `400` `invalid_request` /
-//!   `BAD_REQUEST` token error and changes nothing (HubSpot documents the rule, not the answer: the fake chooses).
+//!   `BAD_REQUEST` token error and changes nothing; an `access_token` (or `token`, `hapikey`) in the query string
+//!   of 2026-03 account info is a `400` `VALIDATION_ERROR`. HubSpot documents the rule, not the answer: the fake
+//!   chooses these.
 //! - Bad input, on every endpoint: a body over 1 MiB is a `413` with HubSpot's generic error body; a form that
 //!   does not parse, or JSON where a form belongs, is `BAD_GRANT_TYPE`; a CRM body labelled other than JSON is a
 //!   `415`, JSON that does not parse a `400` `VALIDATION_ERROR`. None of them is ever a `500`. (Statuses and
@@ -602,6 +604,14 @@ impl FakeHubSpot {
     pub fn token_requests(&self) -> usize {
         let state = self.state();
         state.requests(Endpoint::TokenV1) + state.requests(Endpoint::Token202603) + state.requests(Endpoint::TokenV3)
+    }
+
+    /// How many requests the token endpoints (all generations) received with this `grant_type`
+    /// (`authorization_code`, `refresh_token` or `client_credentials`), including those answered with a token
+    /// error. Requests without a form body, refused before they are read (credentials in the query string, a huge
+    /// body) or answered with an injected failure are not counted here (see [`requests`](Self::requests)).
+    pub fn grant_requests(&self, grant_type: &str) -> usize {
+        self.state().grant_requests(grant_type)
     }
 
     /// The last form body `endpoint` received (for `GET` and `DELETE`, the query pairs), in order.

@@ -183,6 +183,7 @@ pub(crate) fn token(
         return wire::token_error(&e, state.error_style);
     }
     let grant_type = first(form, "grant_type");
+    state.count_grant(grant_type.unwrap_or_default());
     if !matches!(grant_type, Some("authorization_code" | "refresh_token" | "client_credentials")) {
         let e = TokenError::bad_grant_type(
             "missing or unknown grant type: use authorization_code, refresh_token or client_credentials",

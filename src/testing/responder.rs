@@ -116,14 +116,22 @@ pub(crate) const MAX_BODY: usize = 1 << 20;
 /// Fields that never belong in the query string of a body-only endpoint.
 const SECRET_FIELDS: [&str; 6] = ["client_id", "client_secret", "code", "code_verifier", "refresh_token", "token"];
 
-/// Input refused before any endpoint looks at it: a body over [`MAX_BODY`] (`413`), or credentials in the query
-/// string of a 2026-03 or v3 endpoint (`400`, as a token-endpoint error). Either way nothing changes in the fake.
+/// Input refused before any endpoint looks at it: a body over [`MAX_BODY`] (`413`), credentials in the query
+/// string of a 2026-03 or v3 OAuth endpoint (`400`, as a token-endpoint error), or a token in the query string of
+/// 2026-03 account info (`400 VALIDATION_ERROR`). Either way nothing changes in the fake.
 fn refuse_input(endpoint: Endpoint, request: &Request, style: ErrorStyle) -> Option<Answer> {
     if request.body.len() > MAX_BODY {
         return Some(wire::body_too_large());
     }
     if endpoint.is_body_only() && request.url.query_pairs().any(|(k, _)| SECRET_FIELDS.contains(&k.as_ref())) {
         return Some(wire::credentials_in_query(style));
+    }
+    if endpoint == Endpoint::AccountInfo202603
+        && request.url.query_pairs().any(|(k, _)| matches!(k.as_ref(), "access_token" | "token" | "hapikey"))
+    {
+        return Some(wire::validation_error(
+            "Tokens are not accepted in the query string: send the access token in the Authorization header.",
+        ));
     }
     None
 }

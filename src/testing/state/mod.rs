@@ -188,6 +188,8 @@ pub(crate) struct State {
     last_forms: HashMap<Endpoint, Vec<(String, String)>>,
     authorizations: HashMap<Endpoint, Option<String>>,
     stale_presentations: usize,
+    /// Token requests by their `grant_type` (as sent, when it is one the fake knows).
+    grants: HashMap<&'static str, usize>,
     pub(crate) crm: Crm,
     codes: HashMap<String, CodeRecord>,
     access: HashMap<String, AccessRecord>,
@@ -227,6 +229,7 @@ impl State {
             last_forms: HashMap::new(),
             authorizations: HashMap::new(),
             stale_presentations: 0,
+            grants: HashMap::new(),
             crm: Crm::new(),
             codes: HashMap::new(),
             access: HashMap::new(),
@@ -277,8 +280,21 @@ impl State {
         self.stale_presentations
     }
 
+    /// Counts a token request of a known grant type.
+    pub(crate) fn count_grant(&mut self, grant_type: &str) {
+        let known = ["authorization_code", "refresh_token", "client_credentials"];
+        if let Some(name) = known.into_iter().find(|g| *g == grant_type) {
+            *self.grants.entry(name).or_default() += 1;
+        }
+    }
+
+    pub(crate) fn grant_requests(&self, grant_type: &str) -> usize {
+        self.grants.get(grant_type).copied().unwrap_or(0)
+    }
+
     pub(crate) fn reset_counts(&mut self) {
         self.counts.clear();
+        self.grants.clear();
         self.stale_presentations = 0;
         self.crm.reset_counts();
     }
