@@ -16,7 +16,7 @@ use hubspot_connect::{
     secret::AuthorizationCode,
 };
 
-const BOTH: [ApiVersion; 2] = [ApiVersion::V2026_03, ApiVersion::V1];
+const BOTH: [ApiVersion; 3] = [ApiVersion::V2026_03, ApiVersion::V1, ApiVersion::V3];
 
 struct Env {
     fake: FakeHubSpot,
@@ -36,6 +36,7 @@ impl Env {
     fn token_endpoint(&self) -> Endpoint {
         match self.version {
             ApiVersion::V1 => Endpoint::TokenV1,
+            ApiVersion::V3 => Endpoint::TokenV3,
             _ => Endpoint::Token202603,
         }
     }
@@ -548,7 +549,10 @@ async fn account_info_errors() {
         let err = e.hubspot.account_info(&AccessToken::new("unknown")).await.unwrap_err();
         assert_eq!(err.code(), ErrorCode::ReconnectRequired, "{version}: {err}");
 
-        let ep = if version == ApiVersion::V1 { Endpoint::AccountInfoV3 } else { Endpoint::AccountInfo202603 };
+        let ep = match version {
+            ApiVersion::V1 | ApiVersion::V3 => Endpoint::AccountInfoV3,
+            _ => Endpoint::AccountInfo202603,
+        };
         let t = e.connect().await;
         e.fake.reset_counts();
         e.fake.fail(ep, Failure::ServerError, 1);
@@ -568,6 +572,12 @@ async fn revoke_accepts_any_success_status() {
         let form = e.fake.last_form(Endpoint::Revoke202603).unwrap();
         assert!(form.contains(&("token_type_hint".into(), "refresh_token".into())));
     }
+    let e = env(ApiVersion::V3).await;
+    let t = e.connect().await;
+    assert!(e.hubspot.revoke(t.refresh_token.as_ref().unwrap()).await.unwrap());
+    assert_eq!(e.fake.requests(Endpoint::RevokeV3), 1);
+    assert!(e.hubspot.introspect_refresh_token(t.refresh_token.as_ref().unwrap()).await.unwrap().is_none());
+    assert_eq!(e.fake.requests(Endpoint::IntrospectV3), 1);
     let e = env(ApiVersion::V1).await;
     let t = e.connect().await;
     assert!(e.hubspot.revoke(t.refresh_token.as_ref().unwrap()).await.unwrap());

@@ -9,8 +9,8 @@ use std::time::Duration;
 use base64::Engine as _;
 use hubspot_connect::ManualClock;
 use hubspot_connect::testing::{
-    DeadIntrospection, Decline, Endpoint, ErrorStyle, Failure, FakeError, FakeHubSpot, FakePortal, FakeUser, Rotation,
-    TokenFields,
+    AppRegistration, DeadIntrospection, Decline, Endpoint, ErrorStyle, Failure, FakeError, FakeHubSpot, FakePortal,
+    FakeUser, Rotation, TokenFields,
 };
 use serde_json::{Value, json};
 use sha2::Digest as _;
@@ -245,8 +245,10 @@ async fn the_exchange_must_repeat_the_redirect_uri() {
     let answer = w.exchange_at("/oauth/2026-03/token", &code, Some(VERIFIER), "http://localhost:3000/other").await;
     assert_token_error(&answer, "invalid_grant", "MISMATCH_REDIRECT_URI_AUTH_CODE");
 
-    // Any redirect URI is accepted at authorize, as long as the exchange repeats it.
+    // Any registered redirect URI is accepted at authorize, as long as the exchange repeats it.
     let mine = "https://app.vendor.example/hubspot/callback?tenant=7".to_owned();
+    let app = AppRegistration::default().redirect_uri(mine.clone());
+    let w = World { fake: FakeHubSpot::builder().app(app).clock(Arc::new(w.clock.clone())).start().await, ..w };
     let a = Authorize { redirect_uri: Some(mine.clone()), ..Authorize::default() };
     let callback = w.fake.consent(w.authorize_url(&a).as_str()).await.unwrap();
     assert!(callback.as_str().starts_with("https://app.vendor.example/hubspot/callback?tenant=7&code="), "{callback}");
@@ -281,7 +283,7 @@ async fn client_credentials_content_type_and_grant_type_are_checked() {
     let answer = w
         .post(
             "/oauth/2026-03/token",
-            &[("grant_type", "client_credentials"), ("client_id", &id), ("client_secret", w.fake.client_secret())],
+            &[("grant_type", "password"), ("client_id", &id), ("client_secret", w.fake.client_secret())],
         )
         .await;
     assert_token_error(&answer, "unsupported_grant_type", "BAD_GRANT_TYPE");
@@ -743,6 +745,117 @@ async fn the_authorize_page_checks_its_parameters() {
     }
 }
 
+/// Every refusal of the authorize step: HubSpot's error page, a 400 with HTML, no redirect, no code.
+#[tokio::test]
+async fn the_authorize_step_checks_the_app_registration() {
+    let clock = ManualClock::new();
+    let app = AppRegistration::new("client-7", "secret-7")
+        .redirect_uri("https://app.vendor.example/hubspot/callback")
+        .redirect_uri("http://localhost:8080/cb")
+        .required_scopes(["crm.objects.contacts.read"])
+        .conditionally_required_scopes(["crm.objects.companies.read"])
+        .optional_scopes(["crm.objects.deals.read"]);
+    let fake = FakeHubSpot::builder().app(app).clock(Arc::new(clock.clone())).start().await;
+    let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    let url = |pairs: &[(&str, &str)]| {
+        let mut url = url::Url::parse(&format!("{}/oauth/authorize", fake.uri())).unwrap();
+        url.query_pairs_mut().extend_pairs(pairs);
+        url
+    };
+    let good: Vec<(&'static str, &'static str)> = vec![
+        ("client_id", "client-7"),
+        ("redirect_uri", "https://app.vendor.example/hubspot/callback"),
+        ("scope", "oauth crm.objects.contacts.read"),
+        ("optional_scope", "crm.objects.deals.read"),
+        ("state", "s-1"),
+    ];
+    let with = |name: &'static str, value: Option<&'static str>| {
+        let mut pairs: Vec<(&'static str, &'static str)> = good.iter().copied().filter(|(k, _)| *k != name).collect();
+        if let Some(v) = value {
+            pairs.push((name, v));
+        }
+        pairs
+    };
+    type Pairs = Vec<(&'static str, &'static str)>;
+    let refusals: Vec<(&str, Pairs, &str)> = vec![
+        ("no client_id", with("client_id", None), "client_id"),
+        ("an unknown client_id", with("client_id", Some("someone-else")), "client_id"),
+        ("no redirect_uri", with("redirect_uri", None), "redirect_uri"),
+        ("an unregistered redirect_uri", with("redirect_uri", Some("https://evil.example/cb")), "registered"),
+        (
+            "a registered one with another path",
+            with("redirect_uri", Some("https://app.vendor.example/other")),
+            "registered",
+        ),
+        ("a malformed redirect_uri", with("redirect_uri", Some("not a url")), "redirect_uri"),
+        ("an IP address", with("redirect_uri", Some("http://127.0.0.1:8080/cb")), "IP address"),
+        ("plain http off localhost", with("redirect_uri", Some("http://app.vendor.example/hubspot/callback")), "https"),
+        ("no scope", with("scope", None), "scope"),
+        ("an undeclared scope", with("scope", Some("oauth crm.objects.contacts.read made.up")), "made.up"),
+        ("an undeclared optional scope", with("optional_scope", Some("crm.objects.line_items.read")), "mismatch"),
+        (
+            "an optional scope in scope",
+            with("scope", Some("oauth crm.objects.contacts.read crm.objects.deals.read")),
+            "mismatch between the scopes",
+        ),
+        (
+            "a conditionally required scope in optional_scope",
+            with("optional_scope", Some("crm.objects.companies.read")),
+            "mismatch between the scopes",
+        ),
+        ("a required scope missing", with("scope", Some("oauth")), "provided scopes are insufficient"),
+        (
+            "a required scope only optional",
+            vec![
+                ("client_id", "client-7"),
+                ("redirect_uri", "https://app.vendor.example/hubspot/callback"),
+                ("scope", "oauth"),
+                ("optional_scope", "crm.objects.contacts.read crm.objects.deals.read"),
+            ],
+            "missing: crm.objects.contacts.read",
+        ),
+        ("no oauth", with("scope", Some("crm.objects.contacts.read")), "oauth"),
+    ];
+    for (what, pairs, says) in refusals {
+        let answer = http.get(url(&pairs)).send().await.unwrap();
+        assert_eq!(answer.status(), 400, "{what}");
+        assert!(answer.headers().get("location").is_none(), "{what}: nothing is redirected");
+        let content_type = answer.headers()["content-type"].to_str().unwrap().to_owned();
+        assert!(content_type.starts_with("text/html"), "{what}: {content_type}");
+        let page = answer.text().await.unwrap();
+        assert!(page.contains(says), "{what}: {page}");
+        assert!(!page.contains("code="), "{what}: {page}");
+        let err = fake.consent(url(&pairs).as_str()).await.unwrap_err();
+        assert!(matches!(err, FakeError::NoRedirect { status: 400, .. }), "{what}: {err}");
+        assert_eq!(fake.codes_issued(), 0, "{what}: no code issued");
+    }
+    // The same request, well formed, gets a code; so does the other registered URL, and a conditionally required
+    // scope in `scope` (or left out).
+    let callback = fake.consent(url(&good).as_str()).await.unwrap();
+    assert!(callback.as_str().starts_with("https://app.vendor.example/hubspot/callback?code="), "{callback}");
+    let local = with("redirect_uri", Some("http://localhost:8080/cb"));
+    assert!(fake.consent(url(&local).as_str()).await.is_ok());
+    let conditional = with("scope", Some("oauth crm.objects.contacts.read crm.objects.companies.read"));
+    assert!(fake.consent(url(&conditional).as_str()).await.is_ok());
+    assert!(fake.consent(url(&with("optional_scope", None)).as_str()).await.is_ok());
+    assert_eq!(fake.codes_issued(), 4);
+}
+
+#[tokio::test]
+async fn the_app_registration_is_shown_and_serialized_without_leaking_in_debug() {
+    let fake = FakeHubSpot::start().await;
+    let app = fake.app().clone();
+    assert_eq!(app.client_id, fake.client_id());
+    assert_eq!(app.redirect_uris, [fake.redirect_uri()]);
+    assert_eq!(app.required_scopes, ["oauth"]);
+    assert!(app.declares("crm.objects.contacts.read") && !app.declares("made.up"));
+    assert!(!format!("{app:?}").contains(fake.client_secret()));
+    assert!(!format!("{fake:?}").contains(fake.client_secret()));
+    let printed = serde_json::to_value(&app).unwrap();
+    assert_eq!(printed["client_secret"], fake.client_secret());
+    assert_eq!(printed["redirect_uris"], json!([fake.redirect_uri()]));
+}
+
 #[tokio::test]
 async fn consent_sends_hubspots_own_login_host_to_the_fake() {
     let w = world().await;
@@ -847,4 +960,364 @@ fn dropping_the_fake_from_a_task_without_budget_returns() {
         finished.recv_timeout(Duration::from_secs(30)).is_ok(),
         "dropping FakeHubSpot from a task with no cooperative budget left never returned"
     );
+}
+
+// ---- endpoint generations, grants, bad input ----
+
+#[tokio::test]
+async fn the_v3_generation_serves_token_introspect_and_revoke() {
+    let w = world().await;
+    let code = w.code().await;
+    let (status, tokens) = w.exchange_at("/oauth/v3/token", &code, Some(VERIFIER), w.fake.redirect_uri()).await;
+    assert_eq!(status, 200, "{tokens}");
+    assert_eq!(tokens["hub_id"], 62515);
+    assert_eq!(tokens["token_use"], "access_token");
+    let access = tokens["access_token"].as_str().unwrap();
+    let refresh = tokens["refresh_token"].as_str().unwrap();
+    assert_eq!(w.refresh_at("/oauth/v3/token", refresh).await.0, 200);
+    assert_eq!(w.fake.requests(Endpoint::TokenV3), 2);
+    assert_eq!(w.fake.token_requests(), 2);
+
+    let (id, secret) = (w.fake.client_id(), w.fake.client_secret());
+    let form = [("client_id", id), ("client_secret", secret), ("token", access)];
+    let (status, info) = w.post("/oauth/v3/token/introspect", &form).await;
+    assert_eq!((status, info["active"].clone(), info["hub_id"].clone()), (200, json!(true), json!(62515)));
+    assert_eq!(w.fake.requests(Endpoint::IntrospectV3), 1);
+    let form = [("client_id", id), ("client_secret", secret), ("token", refresh), ("token_type_hint", "refresh_token")];
+    assert_eq!(w.post("/oauth/v3/token/revoke", &form).await.0, 200);
+    assert_eq!(w.fake.requests(Endpoint::RevokeV3), 1);
+    assert_token_error(&w.refresh_at("/oauth/v3/token", refresh).await, "invalid_grant", "BAD_REFRESH_TOKEN");
+}
+
+#[tokio::test]
+async fn client_credentials_give_an_app_level_token_without_refresh_token() {
+    let w = world().await;
+    for path in ["/oauth/v1/token", "/oauth/v3/token", "/oauth/2026-03/token"] {
+        let form = [
+            ("grant_type", "client_credentials"),
+            ("client_id", w.fake.client_id()),
+            ("client_secret", w.fake.client_secret()),
+            ("scope", "developer.webhooks_journal.read developer.webhooks_journal.subscriptions.read"),
+        ];
+        let (status, body) = w.post(path, &form).await;
+        assert_eq!(status, 200, "{path}: {body}");
+        assert!(body.get("refresh_token").is_none(), "{path}: {body}");
+        assert!(body.get("hub_id").is_none(), "{path}: {body}");
+        assert_eq!(body["token_use"], "client_credentials");
+        assert_eq!(body["expires_in"], 1800);
+        assert_eq!(
+            body["scopes"],
+            json!(["developer.webhooks_journal.read", "developer.webhooks_journal.subscriptions.read"])
+        );
+        // Not a portal's token.
+        assert_eq!(w.account(body["access_token"].as_str().unwrap()).await.0, 401);
+
+        let mut bad = form;
+        bad[3] = ("scope", "crm.objects.contacts.read");
+        assert_token_error(&w.post(path, &bad).await, "invalid_scope", "BAD_SCOPE");
+        let mut wrong = form;
+        wrong[2] = ("client_secret", "nope");
+        assert_token_error(&w.post(path, &wrong).await, "invalid_client", "BAD_CLIENT_ID");
+    }
+    let (status, all) = w
+        .post(
+            "/oauth/2026-03/token",
+            &[
+                ("grant_type", "client_credentials"),
+                ("client_id", w.fake.client_id()),
+                ("client_secret", w.fake.client_secret()),
+            ],
+        )
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(all["scopes"].as_array().unwrap().len(), AppRegistration::JOURNAL_SCOPES.len(), "{all}");
+}
+
+#[tokio::test]
+async fn account_info_requires_the_oauth_scope() {
+    let w = world().await;
+    let without = w.fake.issue(62515, &["crm.objects.contacts.read"]);
+    let (status, body) = w.account(&without.access_token).await;
+    assert_eq!(status, 403, "{body}");
+    assert_eq!(body["category"], "MISSING_SCOPES");
+    assert_eq!(body["errors"][0]["context"]["requiredGranularScopes"], json!(["oauth"]));
+    let with = w.fake.issue(62515, &["oauth"]);
+    assert_eq!(w.account(&with.access_token).await.0, 200);
+}
+
+#[tokio::test]
+async fn unrouted_paths_and_bad_input_get_hubspots_error_shapes() {
+    let w = world().await;
+    for (method, path) in [("GET", "/nope"), ("POST", "/oauth/v2/token"), ("DELETE", "/crm/v3/objects"), ("PUT", "/")] {
+        let answer = w.http.request(method.parse().unwrap(), w.url(path)).send().await.unwrap();
+        assert_eq!(answer.status(), 404, "{method} {path}");
+        assert!(answer.headers()["content-type"].to_str().unwrap().starts_with("application/json"));
+        let body = parse(&answer.bytes().await.unwrap());
+        assert_eq!((body["status"].as_str(), body["category"].as_str()), (Some("error"), Some("OBJECT_NOT_FOUND")));
+        assert!(body["correlationId"].is_string(), "{body}");
+    }
+
+    // Credentials in the query string of 2026-03 and v3: refused, nothing used up.
+    let code = w.code().await;
+    for path in ["/oauth/2026-03/token", "/oauth/v3/token", "/oauth/v3/token/introspect", "/oauth/2026-03/token/revoke"]
+    {
+        let query = format!("{path}?client_secret={}&code={code}", w.fake.client_secret());
+        let answer = w
+            .http
+            .post(w.url(&query))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body("grant_type=authorization_code")
+            .send()
+            .await
+            .unwrap();
+        let status = answer.status().as_u16();
+        assert_token_error(&(status, parse(&answer.bytes().await.unwrap())), "invalid_request", "BAD_REQUEST");
+    }
+    assert_eq!(w.exchange(&code).await.0, 200, "the code was not used up");
+
+    // A huge body, a malformed form, a form where JSON belongs, a JSON body where a form belongs.
+    let huge = vec![b'a'; (1 << 20) + 1];
+    let access = w.fake.issue(62515, &["oauth", "crm.objects.contacts.write"]).access_token;
+    for path in ["/oauth/2026-03/token", "/crm/v3/objects/contacts", "/crm/v3/objects/contacts/search"] {
+        let answer = w.http.post(w.url(path)).bearer_auth(&access).body(huge.clone()).send().await.unwrap();
+        assert_eq!(answer.status(), 413, "{path}");
+        let body = parse(&answer.bytes().await.unwrap());
+        assert_eq!(body["status"], "error");
+    }
+    let malformed = w
+        .http
+        .post(w.url("/oauth/v3/token"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(vec![b'%', 0xff, b'=', b'&', b'=', 0xfe])
+        .send()
+        .await
+        .unwrap();
+    let status = malformed.status().as_u16();
+    assert_token_error(&(status, parse(&malformed.bytes().await.unwrap())), "unsupported_grant_type", "BAD_GRANT_TYPE");
+    let json_token = w
+        .http
+        .post(w.url("/oauth/v3/token"))
+        .header("content-type", "application/json")
+        .body(json!({"grant_type": "refresh_token"}).to_string())
+        .send()
+        .await
+        .unwrap();
+    let status = json_token.status().as_u16();
+    assert_token_error(
+        &(status, parse(&json_token.bytes().await.unwrap())),
+        "unsupported_grant_type",
+        "BAD_GRANT_TYPE",
+    );
+    for (content_type, body) in [("application/json", "{\"properties\":"), ("text/plain", "{\"properties\":{}}")] {
+        let answer = w
+            .http
+            .post(w.url("/crm/v3/objects/contacts"))
+            .bearer_auth(&access)
+            .header("content-type", content_type)
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        let status = answer.status().as_u16();
+        assert!(status == 400 || status == 415, "{content_type}: {status}");
+        assert_eq!(parse(&answer.bytes().await.unwrap())["status"], "error", "{content_type}");
+    }
+}
+
+// ---- the CRM, strictly ----
+
+struct Crm {
+    w: World,
+    token: String,
+}
+
+impl Crm {
+    async fn new() -> Crm {
+        let w = world().await;
+        w.fake.set_rate_limit(None);
+        w.fake.set_search_rate_limit(None);
+        let scopes = ["oauth", "crm.objects.contacts.read", "crm.objects.contacts.write", "crm.objects.companies.read"];
+        let token = w.fake.issue(62515, &scopes).access_token;
+        Crm { w, token }
+    }
+
+    async fn send(&self, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
+        let mut request = self.w.http.request(method.parse().unwrap(), self.w.url(path)).bearer_auth(&self.token);
+        if let Some(body) = body {
+            request = request.header("content-type", "application/json").body(body.to_string());
+        }
+        let answer = request.send().await.unwrap();
+        let status = answer.status().as_u16();
+        (status, parse(&answer.bytes().await.unwrap()))
+    }
+
+    async fn create(&self, properties: Value) -> (u16, Value) {
+        self.send("POST", "/crm/v3/objects/contacts", Some(json!({ "properties": properties }))).await
+    }
+
+    async fn search(&self, body: Value) -> (u16, Value) {
+        self.send("POST", "/crm/v3/objects/contacts/search", Some(body)).await
+    }
+}
+
+#[tokio::test]
+async fn crm_create_checks_properties_emails_and_duplicates() {
+    let c = Crm::new().await;
+    let (status, body) = c.create(json!({"email": "new@example.com", "shoe_size": "44"})).await;
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(body["category"], "VALIDATION_ERROR");
+    assert!(body["message"].as_str().unwrap().contains("PROPERTY_DOESNT_EXIST"), "{body}");
+    assert!(body["message"].as_str().unwrap().contains("shoe_size"), "{body}");
+    assert_eq!(body["errors"][0]["code"], "PROPERTY_DOESNT_EXIST");
+
+    let (status, body) = c.create(json!({"email": "not-an-email"})).await;
+    assert_eq!(status, 400, "{body}");
+    assert!(body["message"].as_str().unwrap().contains("INVALID_EMAIL"), "{body}");
+    assert_eq!(c.w.fake.objects(62515, "contacts"), 3, "nothing created");
+
+    let (status, first) = c.create(json!({"email": "new@example.com", "firstname": "Ada"})).await;
+    assert_eq!(status, 201, "{first}");
+    let (status, body) = c.create(json!({"email": "NEW@example.com"})).await;
+    assert_eq!(status, 409, "{body}");
+    assert_eq!(body["category"], "CONFLICT");
+    let id = first["id"].as_str().unwrap();
+    assert_eq!(body["message"], format!("Contact already exists. Existing ID: {id}"));
+    assert_eq!(c.w.fake.objects(62515, "contacts"), 4);
+
+    // A property the portal has (added in HubSpot's UI) is accepted.
+    c.w.fake.add_property("contacts", "shoe_size");
+    assert_eq!(c.create(json!({"email": "b@example.com", "shoe_size": "44"})).await.0, 201);
+}
+
+#[tokio::test]
+async fn crm_search_honours_sorts_and_refuses_what_hubspot_refuses() {
+    let c = Crm::new().await;
+    let (status, body) = c
+        .search(
+            json!({"sorts": [{"propertyName": "firstname", "direction": "DESCENDING"}], "properties": ["firstname"]}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let names: Vec<&str> =
+        body["results"].as_array().unwrap().iter().map(|r| r["properties"]["firstname"].as_str().unwrap()).collect();
+    assert_eq!(names, ["Maria", "Jane", "Brian"]);
+    let (_, body) = c.search(json!({"sorts": ["firstname"], "properties": ["firstname"]})).await;
+    assert_eq!(body["results"][0]["properties"]["firstname"], "Brian");
+
+    let filter = |op: &str| json!({"propertyName": "firstname", "operator": op, "value": "Jane"});
+    let group = |n: usize| json!({"filters": vec![filter("EQ"); n]});
+    let refused = [
+        ("an unknown operator", json!({"filterGroups": [{"filters": [filter("LIKE")]}]}), "LIKE"),
+        (
+            "no operator",
+            json!({"filterGroups": [{"filters": [{"propertyName": "firstname", "value": "x"}]}]}),
+            "operator",
+        ),
+        ("6 filter groups", json!({"filterGroups": vec![group(1); 6]}), "filter groups"),
+        ("7 filters in a group", json!({"filterGroups": [group(7)]}), "filters"),
+        ("19 filters in all", json!({"filterGroups": [group(6), group(6), group(6), group(1)]}), "filters"),
+        ("paging past 10,000", json!({"after": "9950", "limit": 100}), "10000"),
+        ("two sorts", json!({"sorts": ["firstname", "lastname"]}), "sort"),
+        ("a bad direction", json!({"sorts": [{"propertyName": "firstname", "direction": "UP"}]}), "UP"),
+    ];
+    for (what, body, says) in refused {
+        let (status, answer) = c.search(body).await;
+        assert_eq!(status, 400, "{what}: {answer}");
+        assert_eq!(answer["category"], "VALIDATION_ERROR", "{what}");
+        assert!(answer["message"].as_str().unwrap().contains(says), "{what}: {answer}");
+    }
+    let (status, body) = c.search(json!({"filterGroups": vec![group(6); 3]})).await;
+    assert_eq!((status, body["total"].clone()), (200, json!(1)), "3 groups of 6 filters, 18 in all, are fine");
+    let between = json!({"propertyName": "hs_object_id", "operator": "BETWEEN", "value": "101", "highValue": "102"});
+    let (_, body) = c.search(json!({"filterGroups": [{"filters": [between]}]})).await;
+    assert_eq!(body["total"], 2, "{body}");
+}
+
+#[tokio::test]
+async fn crm_reads_honour_id_property_archived_properties_and_associations() {
+    let c = Crm::new().await;
+    let (status, jane) = c.send("GET", "/crm/v3/objects/contacts/jane.doe@example.com?idProperty=email", None).await;
+    assert_eq!(status, 200, "{jane}");
+    assert_eq!(jane["properties"]["email"], "jane.doe@example.com");
+    let id = jane["id"].as_str().unwrap().to_owned();
+    let (status, _) = c.send("GET", "/crm/v3/objects/contacts/nobody@example.com?idProperty=email", None).await;
+    assert_eq!(status, 404);
+    let (status, body) = c.send("GET", "/crm/v3/objects/contacts/x?idProperty=shoe_size", None).await;
+    assert_eq!(status, 400, "{body}");
+
+    // properties: the named ones (unknown ones left out) and the three HubSpot always sends.
+    let (_, one) = c.send("GET", &format!("/crm/v3/objects/contacts/{id}?properties=firstname,shoe_size"), None).await;
+    let mut names: Vec<&String> = one["properties"].as_object().unwrap().keys().collect();
+    names.sort();
+    assert_eq!(names, ["createdate", "firstname", "hs_object_id", "lastmodifieddate"]);
+
+    // associations
+    let company = c.w.fake.add_object(62515, "companies", &[("name", "Acme"), ("domain", "acme.example")]).unwrap();
+    assert!(c.w.fake.associate(62515, "contacts", &id, "companies", &company));
+    let (_, one) = c.send("GET", &format!("/crm/v3/objects/contacts/{id}?associations=companies,deals"), None).await;
+    assert_eq!(one["associations"]["companies"]["results"], json!([{"id": company, "type": "contact_to_company"}]));
+    assert!(one["associations"].get("deals").is_none(), "{one}");
+    let (_, list) = c.send("GET", "/crm/v3/objects/contacts?associations=companies", None).await;
+    let with: Vec<&Value> =
+        list["results"].as_array().unwrap().iter().filter(|r| r.get("associations").is_some()).collect();
+    assert_eq!(with.len(), 1, "{list}");
+    let (_, plain) = c.send("GET", &format!("/crm/v3/objects/contacts/{id}"), None).await;
+    assert!(plain.get("associations").is_none());
+
+    // archived
+    assert!(c.w.fake.archive_object(62515, "contacts", &id));
+    let (status, _) = c.send("GET", &format!("/crm/v3/objects/contacts/{id}"), None).await;
+    assert_eq!(status, 404, "an archived object is not found unless archived=true");
+    let (status, gone) = c.send("GET", &format!("/crm/v3/objects/contacts/{id}?archived=true"), None).await;
+    assert_eq!((status, gone["archived"].clone()), (200, json!(true)), "{gone}");
+    assert!(gone["archivedAt"].is_string(), "{gone}");
+    let (_, live) = c.send("GET", "/crm/v3/objects/contacts", None).await;
+    assert_eq!(live["results"].as_array().unwrap().len(), 2);
+    let (_, archived) = c.send("GET", "/crm/v3/objects/contacts?archived=true", None).await;
+    assert_eq!(archived["results"].as_array().unwrap().len(), 1);
+    let (_, found) = c.search(json!({})).await;
+    assert_eq!(found["total"], 2, "search never finds archived objects");
+    let (status, _) = c.send("GET", "/crm/v3/objects/contacts?archived=maybe", None).await;
+    assert_eq!(status, 400);
+}
+
+#[tokio::test]
+async fn a_token_in_the_query_string_of_2026_03_account_info_is_refused() {
+    let w = world().await;
+    let access = w.fake.issue(62515, &["oauth"]).access_token;
+    let answer = w
+        .http
+        .get(w.url(&format!("/account-info/2026-03/details?access_token={access}")))
+        .bearer_auth(&access)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 400);
+    let body = parse(&answer.bytes().await.unwrap());
+    assert_eq!((body["status"].as_str(), body["category"].as_str()), (Some("error"), Some("VALIDATION_ERROR")));
+    // v3 account info is not a 2026-03 endpoint: the bearer header still counts there.
+    let answer =
+        w.http.get(w.url(&format!("/account-info/v3/details?x={access}"))).bearer_auth(&access).send().await.unwrap();
+    assert_eq!(answer.status(), 200);
+}
+
+#[tokio::test]
+async fn token_requests_are_counted_by_grant_type() {
+    let w = world().await;
+    let (_, refresh) = w.connect().await;
+    w.refresh(&refresh).await;
+    w.refresh_at("/oauth/v3/token", &refresh).await;
+    let form = [
+        ("grant_type", "client_credentials"),
+        ("client_id", w.fake.client_id()),
+        ("client_secret", w.fake.client_secret()),
+    ];
+    w.post("/oauth/v1/token", &form).await;
+    assert_eq!(w.fake.grant_requests("authorization_code"), 1);
+    assert_eq!(w.fake.grant_requests("refresh_token"), 2);
+    assert_eq!(w.fake.grant_requests("client_credentials"), 1);
+    assert_eq!(w.fake.grant_requests("password"), 0);
+    assert_eq!(w.fake.token_requests(), 4);
+    w.fake.reset_counts();
+    assert_eq!(w.fake.grant_requests("refresh_token"), 0);
 }

@@ -348,6 +348,61 @@ async fn introspection_matches_token_info_response_base_if() {
 }
 
 #[tokio::test]
+async fn v3_answers_match_the_v3_spec() {
+    let h = Http::new().await;
+    let spec = Spec::load("oauth-v3.json");
+    let t = h.tokens("/oauth/v3/token", None).await;
+    spec.assert_valid("TokenResponseIF", &t);
+    spec.assert_valid("AccessTokenResponse", &t);
+    let creds = [("client_id", h.fake.client_id()), ("client_secret", h.fake.client_secret())];
+    let form = [creds[0], creds[1], ("token", str_of(&t, "access_token"))];
+    let (status, access) = h.post_form("/oauth/v3/token/introspect", &form).await;
+    assert_eq!(status, 200, "{access}");
+    spec.assert_valid("TokenInfoResponseBaseIF", &access);
+    spec.assert_valid("PublicAccessTokenInfoResponse", &access);
+    let form = [creds[0], creds[1], ("token", str_of(&t, "refresh_token")), ("token_type_hint", "refresh_token")];
+    let (status, refresh) = h.post_form("/oauth/v3/token/introspect", &form).await;
+    assert_eq!(status, 200, "{refresh}");
+    spec.assert_valid("PublicRefreshTokenInfoResponse", &refresh);
+    // An error of the v3 token endpoint has the token-endpoint shape the other generations use.
+    let (status, error) = h.post_form("/oauth/v3/token", &[("grant_type", "refresh_token")]).await;
+    assert_eq!(status, 400);
+    assert_eq!(error["status"], "BAD_CLIENT_ID");
+}
+
+#[tokio::test]
+async fn client_credentials_answers_match_client_credentials_token_response() {
+    let h = Http::new().await;
+    for (path, spec) in [
+        ("/oauth/v1/token", "oauth-v1.json"),
+        ("/oauth/v3/token", "oauth-v3.json"),
+        ("/oauth/2026-03/token", "oauth-2026-03.json"),
+    ] {
+        let form = [
+            ("grant_type", "client_credentials"),
+            ("client_id", h.fake.client_id()),
+            ("client_secret", h.fake.client_secret()),
+            ("scope", "developer.webhooks_journal.read"),
+        ];
+        let (status, body) = h.post_form(path, &form).await;
+        assert_eq!(status, 200, "{body}");
+        let spec = Spec::load(spec);
+        spec.assert_valid("ClientCredentialsTokenResponse", &body);
+        spec.assert_valid("TokenResponseIF", &body);
+        assert!(!spec.problems("AccessTokenResponse", &body).is_empty(), "no refresh token: {body}");
+    }
+}
+
+#[tokio::test]
+async fn the_json_404_matches_the_error_schema() {
+    let h = Http::new().await;
+    let (status, body) = h.get("/no/such/path", None).await;
+    assert_eq!(status, 404);
+    Spec::load("oauth-2026-03.json").assert_valid("Error", &body);
+    Spec::load("account-info-v3.json").assert_valid("Error", &body);
+}
+
+#[tokio::test]
 async fn v1_metadata_matches_the_v1_spec() {
     let h = Http::new().await;
     let t = h.tokens("/oauth/v1/token", None).await;

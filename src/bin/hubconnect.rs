@@ -63,7 +63,7 @@ struct Global {
     /// HubSpot's API host.
     #[arg(long, global = true, env = "HUBSPOT_API_BASE", default_value = "https://api.hubapi.com")]
     api_base: String,
-    /// OAuth endpoint generation: v1 or 2026-03.
+    /// OAuth endpoint generation: v1, v3 or 2026-03.
     #[arg(long, global = true, env = "HUBSPOT_OAUTH_VERSION", default_value = "2026-03")]
     api_version: String,
     /// Refresh this many seconds before expiry.

@@ -36,16 +36,20 @@ pub enum ApiVersion {
     /// The legacy v1 endpoints (`/oauth/v1/token`, metadata GETs, `DELETE` revoke). HubSpot shuts them down
     /// on 2027-02-16.
     V1,
+    /// The v3 endpoints (`/oauth/v3/token`, `/token/introspect`, `/token/revoke`), HubSpot's generation of early 2026:
+    /// the same API as 2026-03 under another path. Account info is read at `/account-info/v3/details`.
+    V3,
     /// The date-versioned endpoints (`/oauth/2026-03/token`, `/token/introspect`, `/token/revoke`). The default.
     #[default]
     V2026_03,
 }
 
 impl ApiVersion {
-    /// `"v1"` or `"2026-03"`.
+    /// `"v1"`, `"v3"` or `"2026-03"`.
     pub fn as_str(self) -> &'static str {
         match self {
             ApiVersion::V1 => "v1",
+            ApiVersion::V3 => "v3",
             ApiVersion::V2026_03 => "2026-03",
         }
     }
@@ -62,10 +66,11 @@ impl FromStr for ApiVersion {
     fn from_str(s: &str) -> Result<Self> {
         match s.trim() {
             "v1" | "V1" => Ok(ApiVersion::V1),
+            "v3" | "V3" => Ok(ApiVersion::V3),
             "2026-03" => Ok(ApiVersion::V2026_03),
             other => Err(Error::new(
                 ErrorCode::InvalidConfig,
-                format!("unknown HubSpot OAuth API version {other:?} (expected v1 or 2026-03)"),
+                format!("unknown HubSpot OAuth API version {other:?} (expected v1, v3 or 2026-03)"),
             )),
         }
     }
@@ -237,6 +242,7 @@ impl HubSpotConnectorBuilder {
         let token_url = api_base
             .join(match self.version {
                 ApiVersion::V1 => "oauth/v1/token",
+                ApiVersion::V3 => "oauth/v3/token",
                 ApiVersion::V2026_03 => "oauth/2026-03/token",
             })
             .map_err(|e| Error::new(ErrorCode::InvalidConfig, format!("bad token URL: {e}")))?;
@@ -488,9 +494,9 @@ impl HubSpotConnector {
         transport
             .retrying(Op::Introspect, || async {
                 let request = match self.inner.version {
-                    ApiVersion::V2026_03 => self.build_request(
+                    version @ (ApiVersion::V3 | ApiVersion::V2026_03) => self.build_request(
                         transport
-                            .request(Method::POST, self.api_url("oauth/2026-03/token/introspect")?)
+                            .request(Method::POST, self.api_url(&format!("oauth/{version}/token/introspect"))?)
                             .header(::http::header::CONTENT_TYPE, "application/x-www-form-urlencoded")
                             .header(::http::header::ACCEPT, "application/json")
                             .body(self.form(&[("token", token), ("token_type_hint", kind.as_str())])),
@@ -523,7 +529,7 @@ impl HubSpotConnector {
     pub async fn account_info(&self, token: &AccessToken) -> Result<AccountInfo> {
         let secrets = [token.secret()];
         let path = match self.inner.version {
-            ApiVersion::V1 => "account-info/v3/details",
+            ApiVersion::V1 | ApiVersion::V3 => "account-info/v3/details",
             ApiVersion::V2026_03 => "account-info/2026-03/details",
         };
         let transport = &self.inner.transport;
@@ -687,9 +693,9 @@ impl Connector for HubSpotConnector {
         transport
             .retrying(Op::Revoke, || async {
                 let request = match self.inner.version {
-                    ApiVersion::V2026_03 => self.build_request(
+                    version @ (ApiVersion::V3 | ApiVersion::V2026_03) => self.build_request(
                         transport
-                            .request(Method::POST, self.api_url("oauth/2026-03/token/revoke")?)
+                            .request(Method::POST, self.api_url(&format!("oauth/{version}/token/revoke"))?)
                             .header(::http::header::CONTENT_TYPE, "application/x-www-form-urlencoded")
                             .body(self.form(&[("token", token), ("token_type_hint", "refresh_token")])),
                     )?,
@@ -787,6 +793,7 @@ mod tests {
     fn version_parse() {
         assert_eq!("v1".parse::<ApiVersion>().unwrap(), ApiVersion::V1);
         assert_eq!("2026-03".parse::<ApiVersion>().unwrap(), ApiVersion::V2026_03);
-        assert_eq!("v3".parse::<ApiVersion>().unwrap_err().code(), ErrorCode::InvalidConfig);
+        assert_eq!("v3".parse::<ApiVersion>().unwrap(), ApiVersion::V3);
+        assert_eq!("v2".parse::<ApiVersion>().unwrap_err().code(), ErrorCode::InvalidConfig);
     }
 }

@@ -9,7 +9,7 @@ use url::Url;
 use wiremock::Request;
 
 use super::request::{bearer, percent_decode};
-use super::state::crm::{FakeObject, canonical_type, default_properties, last_modified_property};
+use super::state::crm::{FakeObject, canonical_type, default_properties, last_modified_property, unique_properties};
 use super::state::{AccessLookup, State};
 use super::types::Endpoint;
 use super::wire::{self, Answer, object_json, validation_error};
@@ -76,6 +76,12 @@ pub(crate) fn handle(endpoint: Endpoint, request: &Request, state: &mut State, n
     if !grant.scopes.contains(&scope) {
         return wire::missing_scopes(&scope);
     }
+    if matches!(endpoint, Endpoint::CrmSearch | Endpoint::CrmCreate) && !json_or_unlabelled(request) {
+        return Answer::json(
+            415,
+            &wire::generic_error("Unsupported Media Type: send the body as application/json.", "VALIDATION_ERROR"),
+        );
+    }
     let answer = match endpoint {
         Endpoint::CrmList => list(&public_url(request), portal_id, object_type, state),
         Endpoint::CrmGet => get(&request.url, tail.as_deref().unwrap_or_default(), portal_id, object_type, state),
@@ -91,6 +97,15 @@ pub(crate) fn handle(endpoint: Endpoint, request: &Request, state: &mut State, n
             .header("X-HubSpot-RateLimit-Remaining", remaining.to_string()),
         _ => answer,
     }
+}
+
+/// Whether the body is labelled JSON (`application/json`, `application/*+json`), or not labelled at all.
+fn json_or_unlabelled(request: &Request) -> bool {
+    let Some(value) = request.headers.get(http::header::CONTENT_TYPE) else {
+        return true;
+    };
+    let mime = value.to_str().unwrap_or_default().split(';').next().unwrap_or_default().trim().to_ascii_lowercase();
+    mime == "application/json" || (mime.starts_with("application/") && mime.ends_with("+json"))
 }
 
 /// The request's URL on the host the client called (its `Host` header), for `paging.next.link`.
@@ -123,6 +138,58 @@ fn parse_limit(raw: Option<&str>, max: usize) -> Result<usize, Answer> {
     }
 }
 
+/// `archived=true|false` (default false).
+fn parse_archived(url: &Url) -> Result<bool, Answer> {
+    match query(url, "archived").as_deref().map(str::trim) {
+        None => Ok(false),
+        Some(v) if v.eq_ignore_ascii_case("true") => Ok(true),
+        Some(v) if v.eq_ignore_ascii_case("false") => Ok(false),
+        Some(v) => Err(validation_error(&format!("Invalid archived: {v} (true or false)"))),
+    }
+}
+
+/// The `associations` query parameter: object types, repeated and/or comma-separated.
+fn requested_associations(url: &Url) -> Result<Vec<&'static str>, Answer> {
+    let mut types = Vec::new();
+    for (_, value) in url.query_pairs().filter(|(k, _)| k == "associations") {
+        for name in value.split(',').map(str::trim).filter(|n| !n.is_empty()) {
+            let Some(t) = canonical_type(name) else {
+                return Err(validation_error(&format!("Unable to infer object type from: {name}")));
+            };
+            if !types.contains(&t) {
+                types.push(t);
+            }
+        }
+    }
+    Ok(types)
+}
+
+/// The named properties the object type has (HubSpot leaves out names it does not know).
+fn known_wanted(url: &Url, object_type: &str, state: &State) -> Vec<String> {
+    wanted_properties(url).into_iter().filter(|p| state.crm.has_property(object_type, p)).collect()
+}
+
+/// What a read shows beside the object itself.
+struct ReadOptions {
+    wanted: Vec<String>,
+    associations: Vec<&'static str>,
+    archived: bool,
+}
+
+fn read_options(url: &Url, object_type: &str, state: &State) -> Result<ReadOptions, Answer> {
+    Ok(ReadOptions {
+        wanted: known_wanted(url, object_type, state),
+        associations: requested_associations(url)?,
+        archived: parse_archived(url)?,
+    })
+}
+
+fn shown(id: u64, object: &FakeObject, object_type: &str, options: &ReadOptions) -> Value {
+    let mut body = object_json(id, object, object_type, Some(&options.wanted));
+    wire::add_associations(&mut body, object, object_type, &options.associations);
+    body
+}
+
 fn list(url: &Url, portal_id: u64, object_type: &'static str, state: &mut State) -> Answer {
     let limit = match parse_limit(query(url, "limit").as_deref(), LIST_LIMIT_MAX) {
         Ok(l) => l,
@@ -135,11 +202,13 @@ fn list(url: &Url, portal_id: u64, object_type: &'static str, state: &mut State)
             Err(_) => return validation_error(&format!("Invalid after: {v}")),
         },
     };
-    let wanted = wanted_properties(url);
+    let options = match read_options(url, object_type, state) {
+        Ok(o) => o,
+        Err(answer) => return answer,
+    };
     let store = state.crm.store(portal_id, object_type);
-    let mut page = store.range(after..);
-    let results: Vec<Value> =
-        page.by_ref().take(limit).map(|(id, o)| object_json(*id, o, object_type, Some(&wanted))).collect();
+    let mut page = store.range(after..).filter(|(_, o)| o.archived_at.is_some() == options.archived);
+    let results: Vec<Value> = page.by_ref().take(limit).map(|(id, o)| shown(*id, o, object_type, &options)).collect();
     let mut body = json!({ "results": results });
     if let Some((next, _)) = page.next() {
         let mut link = url.clone();
@@ -152,10 +221,29 @@ fn list(url: &Url, portal_id: u64, object_type: &'static str, state: &mut State)
 }
 
 fn get(url: &Url, id: &str, portal_id: u64, object_type: &'static str, state: &mut State) -> Answer {
-    let wanted = wanted_properties(url);
+    let options = match read_options(url, object_type, state) {
+        Ok(o) => o,
+        Err(answer) => return answer,
+    };
+    let id_property = query(url, "idProperty").map(|p| p.trim().to_owned()).filter(|p| !p.is_empty());
+    let by = id_property.as_deref().unwrap_or("hs_object_id");
+    if !state.crm.has_property(object_type, by) {
+        return validation_error(&format!("Property \"{by}\" does not exist"));
+    }
+    if !unique_properties(object_type).contains(&by) {
+        return validation_error(&format!("Property \"{by}\" is not a unique identifier property of {object_type}"));
+    }
     let store = state.crm.store(portal_id, object_type);
-    match id.parse::<u64>().ok().and_then(|n| store.get(&n).map(|o| (n, o))) {
-        Some((n, object)) => Answer::json(200, &object_json(n, object, object_type, Some(&wanted))),
+    let found = if by == "hs_object_id" {
+        id.parse::<u64>().ok().and_then(|n| store.get(&n).map(|o| (n, o)))
+    } else {
+        store
+            .iter()
+            .find(|(_, o)| o.properties.get(by).is_some_and(|v| v.eq_ignore_ascii_case(id)))
+            .map(|(n, o)| (*n, o))
+    };
+    match found.filter(|(_, o)| o.archived_at.is_some() == options.archived) {
+        Some((n, object)) => Answer::json(200, &shown(n, object, object_type, &options)),
         None => wire::object_not_found(object_type, id),
     }
 }
@@ -174,6 +262,18 @@ fn as_text(value: &Value) -> Option<String> {
     }
 }
 
+/// An email address HubSpot would take: `local@domain.tld`, no spaces, a top-level domain of 2 or more letters.
+fn valid_email(email: &str) -> bool {
+    let Some((local, domain)) = email.split_once('@') else { return false };
+    let labels: Vec<&str> = domain.split('.').collect();
+    !local.is_empty()
+        && !email.chars().any(char::is_whitespace)
+        && !domain.contains('@')
+        && labels.len() >= 2
+        && labels.iter().all(|l| !l.is_empty())
+        && labels.last().is_some_and(|tld| tld.len() >= 2 && tld.chars().all(|c| c.is_ascii_alphabetic()))
+}
+
 fn create(body: &[u8], portal_id: u64, object_type: &'static str, state: &mut State, now: SystemTime) -> Answer {
     let value = match parse_json(body) {
         Ok(v) => v,
@@ -184,6 +284,27 @@ fn create(body: &[u8], portal_id: u64, object_type: &'static str, state: &mut St
     };
     let properties: BTreeMap<String, String> =
         given.iter().filter_map(|(k, v)| as_text(v).map(|t| (k.clone(), t))).collect();
+    let mut problems: Vec<(String, &'static str, String)> = Vec::new();
+    for (name, value) in &properties {
+        if !state.crm.has_property(object_type, name) {
+            problems.push((name.clone(), "PROPERTY_DOESNT_EXIST", format!("Property \"{name}\" does not exist")));
+        } else if object_type == "contacts" && name == "email" && !valid_email(value) {
+            problems.push((name.clone(), "INVALID_EMAIL", format!("Email address {value} is invalid")));
+        }
+    }
+    if !problems.is_empty() {
+        return wire::invalid_property_values(&problems);
+    }
+    for unique in unique_properties(object_type).iter().filter(|p| **p != "hs_object_id") {
+        let Some(value) = properties.get(*unique) else { continue };
+        let store = state.crm.store(portal_id, object_type);
+        let existing = store.iter().find(|(_, o)| {
+            o.archived_at.is_none() && o.properties.get(*unique).is_some_and(|v| v.eq_ignore_ascii_case(value))
+        });
+        if let Some((id, _)) = existing {
+            return wire::already_exists(object_type, *id);
+        }
+    }
     let names: Vec<String> = properties.keys().cloned().collect();
     let id = state.crm.insert(portal_id, object_type, properties, now);
     let store = state.crm.store(portal_id, object_type);
@@ -197,16 +318,44 @@ fn create(body: &[u8], portal_id: u64, object_type: &'static str, state: &mut St
     }
 }
 
-/// One filter of a search `filterGroup`.
+/// The operators of HubSpot's CRM search.
+const OPERATORS: [&str; 13] = [
+    "EQ",
+    "NEQ",
+    "LT",
+    "LTE",
+    "GT",
+    "GTE",
+    "BETWEEN",
+    "IN",
+    "NOT_IN",
+    "HAS_PROPERTY",
+    "NOT_HAS_PROPERTY",
+    "CONTAINS_TOKEN",
+    "NOT_CONTAINS_TOKEN",
+];
+/// HubSpot's search limits: filter groups per search, filters per group, filters in all, results reachable.
+const MAX_FILTER_GROUPS: usize = 5;
+const MAX_FILTERS_PER_GROUP: usize = 6;
+const MAX_FILTERS: usize = 18;
+const MAX_SEARCH_RESULTS: usize = 10_000;
+
+/// Numeric comparison when both sides are numbers, else case-insensitive text.
+fn compare_values(a: &str, b: &str) -> std::cmp::Ordering {
+    match (a.parse::<f64>(), b.parse::<f64>()) {
+        (Ok(x), Ok(y)) => x.partial_cmp(&y).unwrap_or(std::cmp::Ordering::Equal),
+        _ => a.to_lowercase().cmp(&b.to_lowercase()),
+    }
+}
+
+/// One filter of a search `filterGroup` (its operator already checked).
 fn matches_filter(object: &FakeObject, filter: &Value) -> bool {
     let name = filter.get("propertyName").and_then(Value::as_str).unwrap_or_default();
-    let operator = filter.get("operator").and_then(Value::as_str).unwrap_or("EQ");
+    let operator = filter.get("operator").and_then(Value::as_str).unwrap_or_default();
     let have = object.properties.get(name);
     let value = filter.get("value").and_then(as_text).unwrap_or_default();
-    let compare = |h: &str| match (h.parse::<f64>(), value.parse::<f64>()) {
-        (Ok(a), Ok(b)) => a.partial_cmp(&b),
-        _ => Some(h.cmp(value.as_str())),
-    };
+    let high = filter.get("highValue").and_then(as_text).unwrap_or_default();
+    let compare = |h: &str| compare_values(h, &value);
     let values: Vec<String> = filter
         .get("values")
         .and_then(Value::as_array)
@@ -216,10 +365,11 @@ fn matches_filter(object: &FakeObject, filter: &Value) -> bool {
     match operator {
         "EQ" => have.is_some_and(|h| h.eq_ignore_ascii_case(&value)),
         "NEQ" => !have.is_some_and(|h| h.eq_ignore_ascii_case(&value)),
-        "LT" => have.is_some_and(|h| compare(h).is_some_and(|o| o.is_lt())),
-        "LTE" => have.is_some_and(|h| compare(h).is_some_and(|o| o.is_le())),
-        "GT" => have.is_some_and(|h| compare(h).is_some_and(|o| o.is_gt())),
-        "GTE" => have.is_some_and(|h| compare(h).is_some_and(|o| o.is_ge())),
+        "LT" => have.is_some_and(|h| compare(h).is_lt()),
+        "LTE" => have.is_some_and(|h| compare(h).is_le()),
+        "GT" => have.is_some_and(|h| compare(h).is_gt()),
+        "GTE" => have.is_some_and(|h| compare(h).is_ge()),
+        "BETWEEN" => have.is_some_and(|h| compare(h).is_ge() && compare_values(h, &high).is_le()),
         "HAS_PROPERTY" => have.is_some_and(|h| !h.is_empty()),
         "NOT_HAS_PROPERTY" => have.is_none_or(|h| h.is_empty()),
         "CONTAINS_TOKEN" => have.is_some_and(|h| h.to_lowercase().contains(&token)),
@@ -227,6 +377,84 @@ fn matches_filter(object: &FakeObject, filter: &Value) -> bool {
         "IN" => have.is_some_and(|h| values.iter().any(|v| v.eq_ignore_ascii_case(h))),
         "NOT_IN" => !have.is_some_and(|h| values.iter().any(|v| v.eq_ignore_ascii_case(h))),
         _ => false,
+    }
+}
+
+/// The filter groups of a search, checked against HubSpot's limits and operators.
+fn filter_groups(request: &Value) -> Result<Vec<Vec<Value>>, Answer> {
+    let groups = match request.get("filterGroups") {
+        None | Some(Value::Null) => return Ok(Vec::new()),
+        Some(Value::Array(groups)) => groups,
+        Some(other) => return Err(validation_error(&format!("Invalid filterGroups: {other} (an array)"))),
+    };
+    if groups.len() > MAX_FILTER_GROUPS {
+        return Err(validation_error(&format!(
+            "Too many filter groups: {} (at most {MAX_FILTER_GROUPS})",
+            groups.len()
+        )));
+    }
+    let mut checked = Vec::new();
+    let mut total = 0;
+    for (i, group) in groups.iter().enumerate() {
+        let filters = match group.get("filters") {
+            None | Some(Value::Null) => Vec::new(),
+            Some(Value::Array(filters)) => filters.clone(),
+            Some(other) => return Err(validation_error(&format!("Invalid filters: {other} (an array)"))),
+        };
+        if filters.len() > MAX_FILTERS_PER_GROUP {
+            return Err(validation_error(&format!(
+                "Too many filters in filter group {i}: {} (at most {MAX_FILTERS_PER_GROUP})",
+                filters.len()
+            )));
+        }
+        total += filters.len();
+        for filter in &filters {
+            match filter.get("operator").and_then(Value::as_str) {
+                None => return Err(validation_error(&format!("A filter needs an operator: {filter}"))),
+                Some(op) if !OPERATORS.contains(&op) => {
+                    return Err(validation_error(&format!(
+                        "Unknown filter operator {op}; one of {}",
+                        OPERATORS.join(", ")
+                    )));
+                }
+                Some(_) => {}
+            }
+        }
+        checked.push(filters);
+    }
+    if total > MAX_FILTERS {
+        return Err(validation_error(&format!("Too many filters: {total} in all (at most {MAX_FILTERS})")));
+    }
+    Ok(checked)
+}
+
+/// The one sort a search may carry: `(property, descending)`.
+fn sort_of(request: &Value) -> Result<Option<(String, bool)>, Answer> {
+    let sorts = match request.get("sorts") {
+        None | Some(Value::Null) => return Ok(None),
+        Some(Value::Array(sorts)) => sorts,
+        Some(other) => return Err(validation_error(&format!("Invalid sorts: {other} (an array)"))),
+    };
+    if sorts.len() > 1 {
+        return Err(validation_error(&format!("Only one sort is allowed, not {}", sorts.len())));
+    }
+    let Some(sort) = sorts.first() else { return Ok(None) };
+    match sort {
+        Value::String(name) => Ok(Some((name.clone(), false))),
+        Value::Object(o) => {
+            let Some(name) = o.get("propertyName").and_then(Value::as_str) else {
+                return Err(validation_error(&format!("A sort needs a propertyName: {sort}")));
+            };
+            let descending = match o.get("direction").and_then(Value::as_str) {
+                None | Some("ASCENDING") => false,
+                Some("DESCENDING") => true,
+                Some(other) => {
+                    return Err(validation_error(&format!("Invalid sort direction {other}; ASCENDING or DESCENDING")));
+                }
+            };
+            Ok(Some((name.to_owned(), descending)))
+        }
+        other => Err(validation_error(&format!("Invalid sort: {other}"))),
     }
 }
 
@@ -249,8 +477,19 @@ fn search_objects(body: &[u8], portal_id: u64, object_type: &'static str, state:
             Err(_) => return validation_error(&format!("Invalid after: {a}")),
         },
     };
-    let groups: Vec<&Value> =
-        request.get("filterGroups").and_then(Value::as_array).map(|a| a.iter().collect()).unwrap_or_default();
+    if offset.saturating_add(limit) > MAX_SEARCH_RESULTS {
+        return validation_error(&format!(
+            "Search results are limited to {MAX_SEARCH_RESULTS}: after {offset} with limit {limit} pages past them"
+        ));
+    }
+    let groups = match filter_groups(&request) {
+        Ok(g) => g,
+        Err(answer) => return answer,
+    };
+    let sort = match sort_of(&request) {
+        Ok(s) => s,
+        Err(answer) => return answer,
+    };
     let text = request.get("query").and_then(Value::as_str).map(str::to_lowercase).filter(|q| !q.is_empty());
     let wanted: Vec<String> = request
         .get("properties")
@@ -258,16 +497,22 @@ fn search_objects(body: &[u8], portal_id: u64, object_type: &'static str, state:
         .map(|a| a.iter().filter_map(Value::as_str).map(str::to_owned).collect())
         .unwrap_or_default();
     let store = state.crm.store(portal_id, object_type);
-    let hits: Vec<(&u64, &FakeObject)> = store
+    let mut hits: Vec<(&u64, &FakeObject)> = store
         .iter()
-        .filter(|(_, o)| {
-            groups.is_empty()
-                || groups.iter().any(|g| {
-                    g.get("filters").and_then(Value::as_array).is_none_or(|fs| fs.iter().all(|f| matches_filter(o, f)))
-                })
-        })
+        .filter(|(_, o)| o.archived_at.is_none())
+        .filter(|(_, o)| groups.is_empty() || groups.iter().any(|g| g.iter().all(|f| matches_filter(o, f))))
         .filter(|(_, o)| text.as_ref().is_none_or(|q| o.properties.values().any(|v| v.to_lowercase().contains(q))))
         .collect();
+    if let Some((property, descending)) = &sort {
+        // Objects without the property come last either way (the fake's choice); ties keep id order.
+        hits.sort_by(|(_, a), (_, b)| match (a.properties.get(property), b.properties.get(property)) {
+            (Some(x), Some(y)) if *descending => compare_values(y, x),
+            (Some(x), Some(y)) => compare_values(x, y),
+            (Some(_), None) => std::cmp::Ordering::Less,
+            (None, Some(_)) => std::cmp::Ordering::Greater,
+            (None, None) => std::cmp::Ordering::Equal,
+        });
+    }
     let total = hits.len();
     let results: Vec<Value> = hits
         .iter()
@@ -291,4 +536,25 @@ fn search_objects(body: &[u8], portal_id: u64, object_type: &'static str, state:
         body["paging"] = json!({ "next": { "after": (offset + limit).to_string() } });
     }
     Answer::json(200, &body)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn emails_hubspot_would_take() {
+        for good in ["a@b.co", "jane.doe+x@mail.example.com", "A@EXAMPLE.ORG"] {
+            assert!(valid_email(good), "{good}");
+        }
+        for bad in ["", "a", "a@", "@b.co", "a@b", "a@b.c", "a b@c.de", "a@b..de", "a@b@c.de", "a@b.c0m"] {
+            assert!(!valid_email(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn numbers_compare_as_numbers_and_text_ignores_case() {
+        assert!(compare_values("9", "10").is_lt());
+        assert!(compare_values("b", "A").is_gt());
+    }
 }

@@ -2,8 +2,8 @@
 //! server.
 //!
 //! [`FakeHubSpot`] serves, on one loopback address, everything a HubSpot integration talks to while connecting a
-//! portal: the authorize (consent) page, both token endpoint generations (`/oauth/v1/token` and
-//! `/oauth/2026-03/token`), 2026-03 introspection and revocation, the v1 token metadata and revocation, and
+//! portal: the authorize (consent) page, every token endpoint generation (`/oauth/v1/token`, `/oauth/v3/token`
+//! and `/oauth/2026-03/token`), v3 and 2026-03 introspection and revocation, the v1 token metadata and revocation, and
 //! account info (`/account-info/v3/details`, `/account-info/2026-03/details`); and, to exercise an API client, the
 //! CRM objects endpoints (list, get, search, create) with HubSpot's rate limits. Answers have HubSpot's shapes,
 //! checked against HubSpot's published OpenAPI specs, and every behaviour HubSpot leaves undocumented is a switch,
@@ -20,6 +20,7 @@
 //! | situation | helper |
 //! |---|---|
 //! | the user approves the install | [`consent`](FakeHubSpot::consent) the authorize URL: you get the redirect with `code` and `state` |
+//! | your app's own client id, redirect URLs, required and optional scopes | start with [`FakeHubSpot::builder`]`.app(`[`AppRegistration`]`)`; check refusals with [`codes_issued`](FakeHubSpot::codes_issued) |
 //! | the user installs into a given account, or an EU / developer / sandbox account | [`add_portal`](FakeHubSpot::add_portal) a [`FakePortal`] (`.eu()`, `.account_type(..)`), preselect it with `/oauth/{portalId}/authorize` |
 //! | another user installs | [`set_user`](FakeHubSpot::set_user) |
 //! | the account's tier lacks a product: some scopes are not granted | [`refuse_scopes`](FakeHubSpot::refuse_scopes) |
@@ -36,8 +37,10 @@
 //! | revoke answers 200 or 204 | [`set_revoke_status`](FakeHubSpot::set_revoke_status) |
 //! | a token answer without `token_use`, `hub_id`, `scopes` | [`set_token_fields`](FakeHubSpot::set_token_fields) with [`TokenFields::Minimal`] |
 //! | 500, HTML 502, 429 with or without `Retry-After`, slow answers, garbage, redirects | [`fail`](FakeHubSpot::fail) an [`Endpoint`] with a [`Failure`], `times` in a row |
-//! | did my code call HubSpot, how often, with which fields | [`requests`](FakeHubSpot::requests), [`token_requests`](FakeHubSpot::token_requests), [`last_form`](FakeHubSpot::last_form), [`reset_counts`](FakeHubSpot::reset_counts) |
+//! | did my code call HubSpot, how often, with which fields | [`requests`](FakeHubSpot::requests), [`token_requests`](FakeHubSpot::token_requests), [`grant_requests`](FakeHubSpot::grant_requests), [`last_form`](FakeHubSpot::last_form), [`reset_counts`](FakeHubSpot::reset_counts) |
 //! | call the CRM API (`GET /crm/v3/objects/{type}`, `.../{id}`, `POST .../search`, `POST /crm/v3/objects/{type}`) | every portal starts with 3 contacts, 1 company, 1 deal; [`add_object`](FakeHubSpot::add_object), count them with [`objects`](FakeHubSpot::objects) |
+//! | your portal's custom properties, deleted objects, associated objects | [`add_property`](FakeHubSpot::add_property), [`archive_object`](FakeHubSpot::archive_object), [`associate`](FakeHubSpot::associate) |
+//! | an app-level token for the webhooks journal | `grant_type=client_credentials` on any token endpoint; its scopes are the registration's [`app_scopes`](AppRegistration::app_scopes) |
 //! | which token did my client send, did it hold HubSpot's rate limits | [`last_authorization`](FakeHubSpot::last_authorization), [`max_requests_in_window`](FakeHubSpot::max_requests_in_window), [`rate_limited_requests`](FakeHubSpot::rate_limited_requests); tune with [`set_rate_limit`](FakeHubSpot::set_rate_limit), [`set_search_rate_limit`](FakeHubSpot::set_search_rate_limit) |
 //! | something the fake does not play | mount your own [`wiremock::Mock`] on [`server`](FakeHubSpot::server) (use `with_priority(1)` to take precedence over the fake's own mocks) |
 //!
@@ -104,15 +107,43 @@
 //!
 //! # What the fake checks
 //!
-//! - Authorize: `client_id` must be the fake's (else a 400 page), `redirect_uri` and `scope` are required, an
-//!   unknown `/oauth/{portalId}/authorize` is a 404 page. Scopes are space-separated (`%20` or `+`).
-//!   `code_challenge` with `code_challenge_method=S256` (or `plain`) is remembered with the code.
+//! - Authorize, against the [`AppRegistration`] (set with [`FakeHubSpot::builder`]): `client_id` must be the
+//!   app's; `redirect_uri` must parse, be `https` (or `http` on `localhost`), not an IP address, and equal one of
+//!   the registered redirect URLs; `scope` must be present and hold every Required scope (`oauth` always), else
+//!   HubSpot's "Authorization failed because the provided scopes are insufficient"; `scope` may hold only
+//!   Required and Conditionally required scopes and `optional_scope` only Optional ones, else HubSpot's
+//!   "Authorization failed because there is a mismatch between the scopes in the install URL and the app's
+//!   configured scopes" (both messages from HubSpot's knowledge base, followed by the fake's detail naming the
+//!   scopes). Any refusal is an error page: a `400` HTML page, no redirect, no code
+//!   ([`codes_issued`](FakeHubSpot::codes_issued) does not move). An unknown `/oauth/{portalId}/authorize` is a
+//!   404 page. Scopes are space-separated (`%20` or `+`). `code_challenge` with `code_challenge_method=S256` (or
+//!   `plain`) is remembered with the code. Where HubSpot's docs are silent the fake chooses: the status (`400`),
+//!   the order of the checks (client, redirect, scopes), the wording for client and redirect problems, and the
+//!   exact comparison of redirect URLs (as parsed URLs, query included).
 //! - Token: form-encoded bodies only (a JSON body is `BAD_GRANT_TYPE`), client id and secret in the body
 //!   (`invalid_client` / `BAD_CLIENT_ID`). A code is single-use: any exchange attempt that finds it unexpired uses
 //!   it up, even one that then fails on the redirect URI or the PKCE verifier. The `redirect_uri` must repeat the
 //!   authorize one (`MISMATCH_REDIRECT_URI_AUTH_CODE`), an expired code is `EXPIRED_AUTH_CODE`, an unknown, used or
 //!   PKCE-failing code is `BAD_AUTH_CODE`, a dead refresh token is `BAD_REFRESH_TOKEN`. Every token error is a 400.
-//! - Revoking a refresh token (either generation) revokes it and every token rotated from it; access tokens
+//! - `grant_type=client_credentials` (every generation): an app-level token (`token_use` `"client_credentials"`,
+//!   `scopes`, no `refresh_token`, no `hub_id`) with the requested scopes, each of which must be one of the app's
+//!   [`app_scopes`](AppRegistration::app_scopes) (else `400` `invalid_scope` / `BAD_SCOPE`); without `scope`,
+//!   all of them. It is no portal's token: account info and the CRM answer it `401`, introspection calls it
+//!   dead; revocation revokes it. HubSpot documents the grant for the webhooks journal only; the fake chooses
+//!   the `BAD_SCOPE` code, the answer without `scope`, and the look-ups.
+//! - 2026-03 and v3 take their fields in the form body only: a `client_id`, `client_secret`, `code`,
+//!   `code_verifier`, `refresh_token` or `token` in the query string is a `400` `invalid_request` /
+//!   `BAD_REQUEST` token error and changes nothing; an `access_token` (or `token`, `hapikey`) in the query string
+//!   of 2026-03 account info is a `400` `VALIDATION_ERROR`. HubSpot documents the rule, not the answer: the fake
+//!   chooses these.
+//! - Bad input, on every endpoint: a body over 1 MiB is a `413` with HubSpot's generic error body; a form that
+//!   does not parse, or JSON where a form belongs, is `BAD_GRANT_TYPE`; a CRM body labelled other than JSON is a
+//!   `415`, JSON that does not parse a `400` `VALIDATION_ERROR`. None of them is ever a `500`. (Statuses and
+//!   wording for these are the fake's: HubSpot does not document them.)
+//! - A path no endpoint serves answers `404` with HubSpot's generic JSON error body (`"category":
+//!   "OBJECT_NOT_FOUND"`, `"message": "Resource not found"`: the wording is the fake's).
+//! - Account info needs a live access token carrying `oauth` (else `403` `MISSING_SCOPES` naming `oauth`).
+//! - Revoking a refresh token (any generation) revokes it and every token rotated from it; access tokens
 //!   already issued stay valid until they expire. Revoking an access token through 2026-03 revokes it.
 //! - Access tokens issued earlier stay valid after a refresh, until they expire.
 //! - CRM objects: a `Bearer` access token the fake issued, live (else `401` `INVALID_AUTHENTICATION` or
@@ -120,6 +151,27 @@
 //!   `RATE_LIMIT`); then the scope `crm.objects.{type}.read` (`.write` to create; `tickets` for tickets), else `403`
 //!   `MISSING_SCOPES` naming it in `requiredGranularScopes`. An unknown object is a `404` `OBJECT_NOT_FOUND`.
 //!   Answers other than searches carry `X-HubSpot-RateLimit-Max`, `-Remaining` and `-Interval-Milliseconds`.
+//! - CRM create: every property name must be one the object type has (a selection of HubSpot's own, plus those
+//!   added with [`add_property`](FakeHubSpot::add_property) or [`add_object`](FakeHubSpot::add_object)), a
+//!   contact's `email` must look like an address; either problem is a `400` `VALIDATION_ERROR` whose message is
+//!   HubSpot's `Property values were not valid: [{..."error":"PROPERTY_DOESNT_EXIST"...}]` (`INVALID_EMAIL`),
+//!   and nothing is created. A contact whose email (case-insensitive) a live contact already has is a `409`
+//!   `CONFLICT`, `Contact already exists. Existing ID: {id}`.
+//! - CRM search: at most 5 `filterGroups`, 6 filters in a group and 18 in all (the figures HubSpot's CRM search
+//!   guide has long given; its changelog of 2024-08 announced 10 per group and 25 in all: the fake keeps the
+//!   stricter figures, so a search it takes HubSpot takes too); every filter needs one of
+//!   HubSpot's operators (`EQ`, `NEQ`, `LT`, `LTE`, `GT`, `GTE`, `BETWEEN`, `IN`, `NOT_IN`, `HAS_PROPERTY`,
+//!   `NOT_HAS_PROPERTY`, `CONTAINS_TOKEN`, `NOT_CONTAINS_TOKEN`); `after` + `limit` may not reach past the
+//!   10,000th result; one sort at most (`"name"` or `{"propertyName","direction"}`), honoured. Each refusal is a
+//!   `400` `VALIDATION_ERROR`. Archived objects are never found. Where HubSpot's docs are silent the fake
+//!   chooses: the messages' wording, that a second sort is refused rather than ignored, that objects without the
+//!   sort property come last in either direction, and that numbers compare as numbers, text case-insensitively.
+//! - CRM reads (list and get): `properties` (names the type lacks are left out, as HubSpot does), `archived`
+//!   (`true` shows only archived objects, see [`archive_object`](FakeHubSpot::archive_object); anything but
+//!   `true`/`false` is a `400`), `associations` (types with at least one association, see
+//!   [`associate`](FakeHubSpot::associate), labelled `contact_to_company` and so on; an unknown type is a `400`),
+//!   and on get `idProperty` (`hs_object_id`, or a contact's `email`; another property is a `400`, a value no
+//!   object has a `404`).
 //!
 //! [`Clock`]: crate::Clock
 
@@ -149,11 +201,11 @@ use crate::clock::{Clock, SystemClock};
 use crate::{ClientSecret, HubSpotConnector, hubspot::HubSpotConnectorBuilder};
 
 pub use types::{
-    DeadIntrospection, Decline, Endpoint, ErrorStyle, Failure, FakeAccountType, FakeError, FakePortal, FakeUser,
-    IssuedTokens, Reinstall, Rotation, TokenFields,
+    AppRegistration, DeadIntrospection, Decline, Endpoint, ErrorStyle, Failure, FakeAccountType, FakeError, FakePortal,
+    FakeUser, IssuedTokens, Reinstall, Rotation, TokenFields,
 };
 
-use state::{APP_ID, CLIENT_ID, CLIENT_SECRET, Grant, REDIRECT_URI, Shared};
+use state::{Grant, Shared};
 
 /// A fake HubSpot on a local [`MockServer`]. Cloning is cheap and shares the same server and state; the server
 /// stops when the last clone is dropped.
@@ -168,6 +220,8 @@ struct Inner {
     /// `Some` until dropped.
     server: Option<MockServer>,
     shared: Arc<Shared>,
+    /// The app registration, as the state holds it (it never changes after the start).
+    app: AppRegistration,
 }
 
 impl Inner {
@@ -204,7 +258,7 @@ impl fmt::Debug for FakeHubSpot {
         let state = self.inner.shared.lock();
         f.debug_struct("FakeHubSpot")
             .field("uri", &self.inner.server().uri())
-            .field("client_id", &CLIENT_ID)
+            .field("app", &self.inner.app)
             .field("portals", &state.portals.keys().collect::<Vec<_>>())
             .field("rotation", &state.rotation)
             .field("error_style", &state.error_style)
@@ -212,18 +266,66 @@ impl fmt::Debug for FakeHubSpot {
     }
 }
 
+/// Configures a [`FakeHubSpot`] before it starts: its clock and the [`AppRegistration`] it checks requests
+/// against. From [`FakeHubSpot::builder`].
+///
+/// ```rust
+/// use hubspot_connect::testing::{AppRegistration, FakeHubSpot};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// let app = AppRegistration::new("client-1", "secret-1")
+///     .redirect_uri("https://app.vendor.example/hubspot/callback")
+///     .required_scopes(["crm.objects.contacts.read"]);
+/// let fake = FakeHubSpot::builder().app(app).start().await;
+/// assert_eq!(fake.client_id(), "client-1");
+/// assert_eq!(fake.redirect_uri(), "https://app.vendor.example/hubspot/callback");
+/// # }
+/// ```
+#[derive(Debug, Clone)]
+#[must_use = "a builder does nothing until started"]
+pub struct FakeHubSpotBuilder {
+    clock: Option<Arc<dyn Clock>>,
+    app: AppRegistration,
+}
+
+impl FakeHubSpotBuilder {
+    /// Computes every expiry (codes, access tokens) with `clock` (default: the system clock).
+    pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = Some(clock);
+        self
+    }
+
+    /// The app as registered in HubSpot (default: [`AppRegistration::default`]).
+    pub fn app(mut self, app: AppRegistration) -> Self {
+        self.app = app;
+        self
+    }
+
+    /// Starts the fake on a loopback port.
+    pub async fn start(self) -> FakeHubSpot {
+        let clock = self.clock.unwrap_or_else(|| Arc::new(SystemClock));
+        let server = MockServer::start().await;
+        let shared = Arc::new(Shared::new(clock, self.app.clone()));
+        responder::mount(&server, &shared).await;
+        FakeHubSpot { inner: Arc::new(Inner { server: Some(server), shared, app: self.app }) }
+    }
+}
+
 impl FakeHubSpot {
-    /// Starts a fake HubSpot on the system clock.
+    /// A builder, to start a fake with another clock or app registration.
+    pub fn builder() -> FakeHubSpotBuilder {
+        FakeHubSpotBuilder { clock: None, app: AppRegistration::default() }
+    }
+
+    /// Starts a fake HubSpot on the system clock, with the default [`AppRegistration`].
     pub async fn start() -> FakeHubSpot {
-        Self::start_with_clock(Arc::new(SystemClock)).await
+        Self::builder().start().await
     }
 
     /// Starts a fake HubSpot that computes every expiry (codes, access tokens) with `clock`.
     pub async fn start_with_clock(clock: Arc<dyn Clock>) -> FakeHubSpot {
-        let server = MockServer::start().await;
-        let shared = Arc::new(Shared::new(clock));
-        responder::mount(&server, &shared).await;
-        FakeHubSpot { inner: Arc::new(Inner { server: Some(server), shared }) }
+        Self::builder().clock(clock).start().await
     }
 
     fn state(&self) -> std::sync::MutexGuard<'_, state::State> {
@@ -242,31 +344,37 @@ impl FakeHubSpot {
         self.inner.server()
     }
 
-    /// The fake app's client id (fixed, UUID-shaped).
+    /// The app's client id (by default fixed, UUID-shaped).
     pub fn client_id(&self) -> &str {
-        CLIENT_ID
+        &self.inner.app.client_id
     }
 
-    /// The fake app's client secret (fixed).
+    /// The app's client secret.
     pub fn client_secret(&self) -> &str {
-        CLIENT_SECRET
+        &self.inner.app.client_secret
     }
 
-    /// The fake app's id (`app_id` in token metadata).
+    /// The app's id (`app_id` in token metadata).
     pub fn app_id(&self) -> u64 {
-        APP_ID
+        self.inner.app.app_id
     }
 
-    /// A redirect URI to use: `http://localhost:3000/oauth/callback`. The authorize page accepts any redirect URI;
-    /// the code exchange must repeat the one used there.
+    /// The app registration the fake checks requests against.
+    pub fn app(&self) -> &AppRegistration {
+        &self.inner.app
+    }
+
+    /// The app's first registered redirect URL (by default `http://localhost:3000/oauth/callback`; empty when the
+    /// registration has none). The authorize page accepts only registered ones; the code exchange must repeat the
+    /// one used there.
     pub fn redirect_uri(&self) -> &str {
-        REDIRECT_URI
+        self.inner.app.redirect_uris.first().map_or("", String::as_str)
     }
 
     /// A [`HubSpotConnector`] builder for this fake: its client id, secret and redirect URI, its address as login
     /// host (also for EU accounts) and API host, and its clock.
     pub fn connector_builder(&self) -> HubSpotConnectorBuilder {
-        HubSpotConnector::builder(CLIENT_ID, ClientSecret::new(CLIENT_SECRET), REDIRECT_URI)
+        HubSpotConnector::builder(self.client_id(), ClientSecret::new(self.client_secret()), self.redirect_uri())
             .auth_base(self.uri())
             .eu_auth_base(self.uri())
             .api_base(self.uri())
@@ -442,12 +550,42 @@ impl FakeHubSpot {
     }
 
     /// Adds an object to the portal, as if created in HubSpot's UI, and returns its id. `None` for an object
-    /// type the fake does not know.
+    /// type the fake does not know. Property names the type does not have are added to it (see
+    /// [`add_property`](Self::add_property)); nothing is validated.
     pub fn add_object(&self, portal_id: u64, object_type: &str, properties: &[(&str, &str)]) -> Option<String> {
         let now = self.inner.shared.clock.now();
         let object_type = state::crm::canonical_type(object_type)?;
         let properties = properties.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
         Some(self.state().crm.insert(portal_id, object_type, properties, now).to_string())
+    }
+
+    /// Adds a property to `object_type` in every portal, as if created in HubSpot's settings, so that creating
+    /// objects with it is accepted. Returns `false` for an object type the fake does not know.
+    pub fn add_property(&self, object_type: &str, name: &str) -> bool {
+        let Some(object_type) = state::crm::canonical_type(object_type) else { return false };
+        self.state().crm.add_property(object_type, name);
+        true
+    }
+
+    /// Archives an object (moves it to the recycle bin, as a delete in HubSpot does): reads find it only with
+    /// `archived=true`, searches never. Returns whether there was such a live object.
+    pub fn archive_object(&self, portal_id: u64, object_type: &str, id: &str) -> bool {
+        let now = self.inner.shared.clock.now();
+        let (Some(object_type), Ok(id)) = (state::crm::canonical_type(object_type), id.parse::<u64>()) else {
+            return false;
+        };
+        self.state().crm.archive(portal_id, object_type, id, now)
+    }
+
+    /// Associates two objects of the portal, both ways (reads show it with `associations=...`). Returns whether
+    /// both exist.
+    pub fn associate(&self, portal_id: u64, from_type: &str, from_id: &str, to_type: &str, to_id: &str) -> bool {
+        let from = state::crm::canonical_type(from_type).zip(from_id.parse::<u64>().ok());
+        let to = state::crm::canonical_type(to_type).zip(to_id.parse::<u64>().ok());
+        match (from, to) {
+            (Some(from), Some(to)) => self.state().crm.associate(portal_id, from, to),
+            _ => false,
+        }
     }
 
     // ---- inspection ----
@@ -457,10 +595,23 @@ impl FakeHubSpot {
         self.state().requests(endpoint)
     }
 
-    /// How many requests both token endpoints received together.
+    /// How many authorization codes the authorize page has issued since the start.
+    pub fn codes_issued(&self) -> usize {
+        self.state().codes_issued()
+    }
+
+    /// How many requests the token endpoints (v1, v3, 2026-03) received together.
     pub fn token_requests(&self) -> usize {
         let state = self.state();
-        state.requests(Endpoint::TokenV1) + state.requests(Endpoint::Token202603)
+        state.requests(Endpoint::TokenV1) + state.requests(Endpoint::Token202603) + state.requests(Endpoint::TokenV3)
+    }
+
+    /// How many requests the token endpoints (all generations) received with this `grant_type`
+    /// (`authorization_code`, `refresh_token` or `client_credentials`), including those answered with a token
+    /// error. Requests without a form body, refused before they are read (credentials in the query string, a huge
+    /// body) or answered with an injected failure are not counted here (see [`requests`](Self::requests)).
+    pub fn grant_requests(&self, grant_type: &str) -> usize {
+        self.state().grant_requests(grant_type)
     }
 
     /// The last form body `endpoint` received (for `GET` and `DELETE`, the query pairs), in order.

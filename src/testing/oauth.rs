@@ -7,10 +7,8 @@ use url::Url;
 use wiremock::Request;
 
 use super::request::{bearer, first, is_form};
-use super::state::{
-    APP_ID, AccessLookup, CLIENT_ID, CLIENT_SECRET, Challenge, DEFAULT_PORTAL, Grant, State, TokenError,
-};
-use super::types::{DeadIntrospection, Decline};
+use super::state::{AccessLookup, Challenge, DEFAULT_PORTAL, Grant, State, TokenError};
+use super::types::{AppRegistration, DeadIntrospection, Decline};
 use super::wire::{self, AccessDescription, Answer, Generation};
 
 // ---- authorize ----
@@ -32,19 +30,12 @@ pub(crate) fn authorize(url: &Url, query: &[(String, String)], state: &mut State
             }
         },
     };
-    if first(query, "client_id") != Some(CLIENT_ID) {
-        return Answer::html(400, "Authorization failed", "The client_id is missing or does not belong to any app.");
-    }
-    let Some(redirect_uri) = first(query, "redirect_uri").filter(|r| !r.is_empty()) else {
-        return Answer::html(400, "Authorization failed", "The redirect_uri is missing.");
+    let (redirect_uri, mut location) = match check_authorize(query, &state.app) {
+        Ok(checked) => checked,
+        Err(refusal) => return Answer::html(400, "Authorization failed", &refusal),
     };
-    let Ok(mut location) = Url::parse(redirect_uri) else {
-        return Answer::html(400, "Authorization failed", "The redirect_uri is not a valid URL.");
-    };
+    let redirect_uri = redirect_uri.as_str();
     let scope = first(query, "scope").unwrap_or_default();
-    if scope.split_whitespace().next().is_none() {
-        return Answer::html(400, "Authorization failed", "The scope parameter is missing.");
-    }
     let challenge = match (first(query, "code_challenge"), first(query, "code_challenge_method")) {
         (None, _) => None,
         (Some(c), Some("S256")) => Some(Challenge::S256(c.to_owned())),
@@ -89,19 +80,95 @@ pub(crate) fn authorize(url: &Url, query: &[(String, String)], state: &mut State
     Answer::redirect(302, location.as_str())
 }
 
+const INSUFFICIENT: &str = "Couldn't complete the connection: Authorization failed because the provided scopes are \
+                            insufficient. Please contact the app developer.";
+const MISMATCH: &str = "Couldn't complete the connection: Authorization failed because there is a mismatch between \
+                        the scopes in the install URL and the app's configured scopes. Please contact the app developer.";
+
+/// Whether a redirect URL could be registered with HubSpot: `https`, or `http` on `localhost`; a host name, never
+/// an IP address.
+fn acceptable_redirect(url: &Url) -> Result<(), String> {
+    match url.host() {
+        Some(url::Host::Domain(host)) => {
+            let local = host.eq_ignore_ascii_case("localhost");
+            if url.scheme() == "https" || (url.scheme() == "http" && local) {
+                Ok(())
+            } else {
+                Err(format!("The redirect_uri must use https (http is allowed only for localhost): {url}"))
+            }
+        }
+        Some(url::Host::Ipv4(_) | url::Host::Ipv6(_)) => {
+            Err(format!("The redirect_uri must not be an IP address; use a host name such as localhost: {url}"))
+        }
+        None => Err(format!("The redirect_uri is not a valid URL: {url}")),
+    }
+}
+
+/// The checks of the authorize step against the app registration, in the fake's order: `client_id`,
+/// `redirect_uri`, then `scope` and `optional_scope`. On success the redirect URI, parsed.
+pub(crate) fn check_authorize(query: &[(String, String)], app: &AppRegistration) -> Result<(String, Url), String> {
+    match first(query, "client_id") {
+        None | Some("") => return Err("The client_id parameter is missing.".to_owned()),
+        Some(id) if id != app.client_id => {
+            return Err("The client_id does not belong to any app.".to_owned());
+        }
+        Some(_) => {}
+    }
+    let Some(redirect_uri) = first(query, "redirect_uri").filter(|r| !r.is_empty()) else {
+        return Err("The redirect_uri parameter is missing.".to_owned());
+    };
+    let Ok(location) = Url::parse(redirect_uri) else {
+        return Err("The redirect_uri is not a valid URL.".to_owned());
+    };
+    acceptable_redirect(&location)?;
+    let registered = app.redirect_uris.iter().any(|r| Url::parse(r).is_ok_and(|r| r == location));
+    if !registered {
+        return Err(format!(
+            "The redirect_uri does not match any redirect URL registered for this app: {redirect_uri}"
+        ));
+    }
+    let scope = first(query, "scope").unwrap_or_default();
+    if scope.split_whitespace().next().is_none() {
+        return Err("The scope parameter is missing.".to_owned());
+    }
+    let optional = first(query, "optional_scope").unwrap_or_default();
+    // HubSpot's two messages (knowledge base, "Resolve a 'Request for Integration Permissions' error"), each
+    // followed by the fake's detail.
+    let mut required: Vec<&str> = app.required_scopes.iter().map(String::as_str).collect();
+    if !required.contains(&"oauth") {
+        required.push("oauth");
+    }
+    let missing: Vec<&str> = required.into_iter().filter(|r| !scope.split_whitespace().any(|s| s == *r)).collect();
+    if !missing.is_empty() {
+        return Err(format!("{INSUFFICIENT} (required scopes missing: {})", missing.join(" ")));
+    }
+    let misplaced: Vec<String> = scope
+        .split_whitespace()
+        .filter(|s| !app.may_be_in_scope(s))
+        .map(|s| if app.declares(s) { format!("{s} (optional, in scope)") } else { format!("{s} (not configured)") })
+        .chain(optional.split_whitespace().filter(|s| !app.may_be_optional(s)).map(|s| {
+            if app.declares(s) { format!("{s} (required, in optional_scope)") } else { format!("{s} (not configured)") }
+        }))
+        .collect();
+    if !misplaced.is_empty() {
+        return Err(format!("{MISMATCH} ({})", misplaced.join(", ")));
+    }
+    Ok((redirect_uri.to_owned(), location))
+}
+
 // ---- token endpoints ----
 
-fn client_error(form: &[(String, String)]) -> Option<TokenError> {
-    if first(form, "client_id") != Some(CLIENT_ID) {
+fn client_error(form: &[(String, String)], app: &AppRegistration) -> Option<TokenError> {
+    if first(form, "client_id") != Some(app.client_id.as_str()) {
         return Some(TokenError::bad_client("missing or unknown client id"));
     }
-    if first(form, "client_secret") != Some(CLIENT_SECRET) {
+    if first(form, "client_secret") != Some(app.client_secret.as_str()) {
         return Some(TokenError::bad_client("client secret is missing or does not match the client id"));
     }
     None
 }
 
-/// `POST /oauth/v1/token` and `POST /oauth/2026-03/token`: redeems a code or refreshes.
+/// `POST /oauth/{v1,v3,2026-03}/token`: redeems a code, refreshes, or mints an app-level token.
 pub(crate) fn token(
     generation: Generation,
     request: &Request,
@@ -116,12 +183,23 @@ pub(crate) fn token(
         return wire::token_error(&e, state.error_style);
     }
     let grant_type = first(form, "grant_type");
-    if !matches!(grant_type, Some("authorization_code" | "refresh_token")) {
-        let e = TokenError::bad_grant_type("missing or unknown grant type: use authorization_code or refresh_token");
+    state.count_grant(grant_type.unwrap_or_default());
+    if !matches!(grant_type, Some("authorization_code" | "refresh_token" | "client_credentials")) {
+        let e = TokenError::bad_grant_type(
+            "missing or unknown grant type: use authorization_code, refresh_token or client_credentials",
+        );
         return wire::token_error(&e, state.error_style);
     }
-    if let Some(e) = client_error(form) {
+    if let Some(e) = client_error(form, &state.app) {
         return wire::token_error(&e, state.error_style);
+    }
+    if grant_type == Some("client_credentials") {
+        return match state.mint_app_token(first(form, "scope"), now) {
+            Ok((token, expires_in, scopes)) => {
+                Answer::json(200, &wire::client_credentials_success(&token, expires_in, &scopes))
+            }
+            Err(e) => wire::token_error(&e, state.error_style),
+        };
     }
     let result = if grant_type == Some("authorization_code") {
         state.redeem_code(first(form, "code"), first(form, "redirect_uri"), first(form, "code_verifier"), now)
@@ -146,7 +224,7 @@ pub(crate) fn v1_access_info(token: &str, state: &State, now: SystemTime) -> Ans
         AccessLookup::Live(record) => {
             let portal = state.portal(record.grant.portal_id);
             let expires_in = remaining_secs(record.expires_at, now);
-            Answer::json(200, &wire::v1_access_info(token, &record.grant, &portal, APP_ID, expires_in))
+            Answer::json(200, &wire::v1_access_info(token, &record.grant, &portal, state.app.app_id, expires_in))
         }
         AccessLookup::Expired(_) | AccessLookup::Invalid => wire::token_not_found(),
     }
@@ -157,7 +235,7 @@ pub(crate) fn v1_refresh_info(token: &str, state: &State) -> Answer {
     match state.live_refresh(token) {
         Some(record) => {
             let portal = state.portal(record.grant.portal_id);
-            Answer::json(200, &wire::v1_refresh_info(token, &record.grant, &portal, CLIENT_ID))
+            Answer::json(200, &wire::v1_refresh_info(token, &record.grant, &portal, &state.app.client_id))
         }
         None => wire::token_not_found(),
     }
@@ -170,7 +248,7 @@ fn refresh_first(form: &[(String, String)]) -> bool {
 
 /// `POST /oauth/2026-03/token/introspect`.
 pub(crate) fn introspect(form: &[(String, String)], state: &mut State, now: SystemTime) -> Answer {
-    if let Some(e) = client_error(form) {
+    if let Some(e) = client_error(form, &state.app) {
         return wire::token_error(&e, state.error_style);
     }
     let token = first(form, "token").unwrap_or_default();
@@ -179,7 +257,10 @@ pub(crate) fn introspect(form: &[(String, String)], state: &mut State, now: Syst
         if refresh {
             if let Some(record) = state.live_refresh(token) {
                 let portal = state.portal(record.grant.portal_id);
-                return Answer::json(200, &wire::introspect_refresh(token, &record.grant, &portal, APP_ID, CLIENT_ID));
+                return Answer::json(
+                    200,
+                    &wire::introspect_refresh(token, &record.grant, &portal, state.app.app_id, &state.app.client_id),
+                );
             }
         } else if let AccessLookup::Live(record) = state.access_lookup(token, now) {
             let grant = record.grant.clone();
@@ -190,8 +271,8 @@ pub(crate) fn introspect(form: &[(String, String)], state: &mut State, now: Syst
                 token,
                 grant: &grant,
                 portal: &portal,
-                app_id: APP_ID,
-                client_id: CLIENT_ID,
+                app_id: state.app.app_id,
+                client_id: &state.app.client_id,
                 expires_in: remaining_secs(expires_at, now),
                 expires_at_millis: expires_at
                     .duration_since(UNIX_EPOCH)
@@ -214,13 +295,14 @@ pub(crate) fn introspect(form: &[(String, String)], state: &mut State, now: Syst
 
 /// `POST /oauth/2026-03/token/revoke`: revokes a refresh token (and its family) or an access token.
 pub(crate) fn revoke(form: &[(String, String)], state: &mut State) -> Answer {
-    if let Some(e) = client_error(form) {
+    if let Some(e) = client_error(form, &state.app) {
         return wire::token_error(&e, state.error_style);
     }
     let token = first(form, "token").unwrap_or_default();
     // The hint only orders the look-up; a token is never both kinds, so trying both is the same.
     let _ = state.revoke_refresh(token);
     let _ = state.revoke_access(token);
+    let _ = state.revoke_app_token(token);
     Answer::empty(state.revoke_status)
 }
 
@@ -237,6 +319,9 @@ pub(crate) fn account_info(request: &Request, state: &State, now: SystemTime) ->
         return wire::credentials_not_found();
     };
     match state.access_lookup(token, now) {
+        AccessLookup::Live(record) if !record.grant.scopes.iter().any(|s| s == "oauth") => {
+            wire::missing_scopes("oauth")
+        }
         AccessLookup::Live(record) => Answer::json(200, &wire::account_info(&state.portal(record.grant.portal_id))),
         AccessLookup::Expired(ago) => wire::token_expired(ago),
         AccessLookup::Invalid => wire::token_invalid(),

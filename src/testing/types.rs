@@ -125,6 +125,219 @@ impl FakePortal {
     }
 }
 
+/// The app as its HubSpot developer account registers it: its credentials, its redirect URLs and the scopes it
+/// declares. Hand it to [`FakeHubSpotBuilder::app`](super::FakeHubSpotBuilder::app); the fake then checks every
+/// authorize request against it, as HubSpot does (see the [module documentation](super#what-the-fake-checks)).
+///
+/// HubSpot sorts an app's scopes into Required (each must be in the authorize URL's `scope`), Conditionally
+/// required (allowed in `scope` only) and Optional (allowed in `optional_scope` only); a scope in neither list
+/// fails the install.
+///
+/// [`AppRegistration::default`] is what the fake's own helpers use: the client id and secret of
+/// [`FakeHubSpot::client_id`](super::FakeHubSpot::client_id), the redirect URL
+/// `http://localhost:3000/oauth/callback`, `oauth` required, and [`AppRegistration::COMMON_SCOPES`] both
+/// conditionally required and optional, so that any of them may be asked for in either parameter. HubSpot's
+/// settings would not allow a scope in two lists: register your app's real lists to test how it splits them.
+/// `Debug` does not show the client secret. It serializes (`client_id`, `client_secret`, `redirect_uris`,
+/// `required_scopes`, `optional_scopes`, `app_scopes`, `app_id`) so that a server running the fake can print it.
+///
+/// ```
+/// use hubspot_connect::testing::AppRegistration;
+///
+/// let app = AppRegistration::new("my-client-id", "my-secret")
+///     .redirect_uri("https://app.vendor.example/hubspot/callback")
+///     .required_scopes(["crm.objects.contacts.read"])
+///     .optional_scopes(["crm.objects.deals.read"]);
+/// assert_eq!(app.required_scopes, ["oauth", "crm.objects.contacts.read"]);
+/// assert!(app.declares("crm.objects.deals.read"));
+/// assert!(!app.declares("made.up.scope"));
+/// ```
+#[derive(Clone, PartialEq, Eq, serde::Serialize)]
+#[non_exhaustive]
+pub struct AppRegistration {
+    /// The app id (`app_id` in token metadata).
+    pub app_id: u64,
+    /// The client id.
+    pub client_id: String,
+    /// The client secret.
+    pub client_secret: String,
+    /// The registered redirect URLs; `redirect_uri` must be one of them, exactly.
+    pub redirect_uris: Vec<String>,
+    /// The scopes the app marks Required: each must be in `scope`. `oauth` is always among them.
+    pub required_scopes: Vec<String>,
+    /// The scopes the app marks Conditionally required: they may be in `scope`, never in `optional_scope`.
+    pub conditionally_required_scopes: Vec<String>,
+    /// The scopes the app marks Optional: they may be in `optional_scope`, never in `scope`.
+    pub optional_scopes: Vec<String>,
+    /// The app-level scopes a `grant_type=client_credentials` token may carry (the webhooks journal's).
+    pub app_scopes: Vec<String>,
+}
+
+impl AppRegistration {
+    /// Scopes HubSpot publishes that the default registration declares as optional, so that the crate's own
+    /// examples and tests can ask for any of them.
+    pub const COMMON_SCOPES: &'static [&'static str] = &[
+        "crm.objects.contacts.read",
+        "crm.objects.contacts.write",
+        "crm.objects.companies.read",
+        "crm.objects.companies.write",
+        "crm.objects.deals.read",
+        "crm.objects.deals.write",
+        "crm.objects.line_items.read",
+        "crm.objects.line_items.write",
+        "crm.objects.products.read",
+        "crm.objects.products.write",
+        "crm.objects.quotes.read",
+        "crm.objects.quotes.write",
+        "crm.objects.custom.read",
+        "crm.objects.custom.write",
+        "crm.objects.leads.read",
+        "crm.objects.leads.write",
+        "crm.objects.invoices.read",
+        "crm.objects.users.read",
+        "crm.objects.owners.read",
+        "crm.schemas.contacts.read",
+        "crm.schemas.contacts.write",
+        "crm.schemas.companies.read",
+        "crm.schemas.companies.write",
+        "crm.schemas.deals.read",
+        "crm.schemas.deals.write",
+        "crm.schemas.custom.read",
+        "crm.lists.read",
+        "crm.lists.write",
+        "crm.import",
+        "crm.export",
+        "tickets",
+        "e-commerce",
+        "content",
+        "forms",
+        "files",
+        "files.ui_hidden.read",
+        "automation",
+        "automation.sequences.read",
+        "timeline",
+        "hubdb",
+        "cms.domains.read",
+        "settings.users.read",
+        "settings.users.write",
+        "settings.currencies.read",
+        "settings.currencies.write",
+        "marketing.campaigns.read",
+        "marketing.campaigns.write",
+        "marketing.email.read",
+        "conversations.read",
+        "conversations.write",
+    ];
+
+    /// The webhooks journal's app-level scopes, which the default registration allows on client credentials.
+    pub const JOURNAL_SCOPES: &'static [&'static str] = &[
+        "developer.webhooks_journal.read",
+        "developer.webhooks_journal.subscriptions.read",
+        "developer.webhooks_journal.subscriptions.write",
+        "developer.webhooks_journal.snapshots.read",
+        "developer.webhooks_journal.snapshots.write",
+    ];
+
+    /// An app with these credentials, no redirect URL, `oauth` required and no other scope (app id 2915437).
+    pub fn new(client_id: impl Into<String>, client_secret: impl Into<String>) -> Self {
+        Self {
+            app_id: 2_915_437,
+            client_id: client_id.into(),
+            client_secret: client_secret.into(),
+            redirect_uris: Vec::new(),
+            required_scopes: vec!["oauth".to_owned()],
+            conditionally_required_scopes: Vec::new(),
+            optional_scopes: Vec::new(),
+            app_scopes: Vec::new(),
+        }
+    }
+
+    /// Registers one more redirect URL.
+    pub fn redirect_uri(mut self, uri: impl Into<String>) -> Self {
+        self.redirect_uris.push(uri.into());
+        self
+    }
+
+    /// Marks these scopes Required (besides `oauth`, which always is).
+    pub fn required_scopes<S: Into<String>>(mut self, scopes: impl IntoIterator<Item = S>) -> Self {
+        push_new(&mut self.required_scopes, scopes);
+        self
+    }
+
+    /// Marks these scopes Conditionally required.
+    pub fn conditionally_required_scopes<S: Into<String>>(mut self, scopes: impl IntoIterator<Item = S>) -> Self {
+        push_new(&mut self.conditionally_required_scopes, scopes);
+        self
+    }
+
+    /// Marks these scopes Optional.
+    pub fn optional_scopes<S: Into<String>>(mut self, scopes: impl IntoIterator<Item = S>) -> Self {
+        push_new(&mut self.optional_scopes, scopes);
+        self
+    }
+
+    /// Allows these app-level scopes on `grant_type=client_credentials`.
+    pub fn app_scopes<S: Into<String>>(mut self, scopes: impl IntoIterator<Item = S>) -> Self {
+        push_new(&mut self.app_scopes, scopes);
+        self
+    }
+
+    /// Sets the app id.
+    pub fn app_id(mut self, app_id: u64) -> Self {
+        self.app_id = app_id;
+        self
+    }
+
+    /// Whether the app declares `scope`, as Required, Conditionally required or Optional (`oauth` always is).
+    pub fn declares(&self, scope: &str) -> bool {
+        self.may_be_in_scope(scope) || self.may_be_optional(scope)
+    }
+
+    /// Whether `scope` may appear in the authorize URL's `scope`: a Required or Conditionally required scope.
+    pub fn may_be_in_scope(&self, scope: &str) -> bool {
+        scope == "oauth" || self.required_scopes.iter().chain(&self.conditionally_required_scopes).any(|s| s == scope)
+    }
+
+    /// Whether `scope` may appear in the authorize URL's `optional_scope`: an Optional scope.
+    pub fn may_be_optional(&self, scope: &str) -> bool {
+        self.optional_scopes.iter().any(|s| s == scope)
+    }
+}
+
+fn push_new<S: Into<String>>(list: &mut Vec<String>, scopes: impl IntoIterator<Item = S>) {
+    for scope in scopes {
+        let scope = scope.into();
+        if !list.contains(&scope) {
+            list.push(scope);
+        }
+    }
+}
+
+impl Default for AppRegistration {
+    fn default() -> Self {
+        Self::new("6a2f41a3-c54c-4b53-b1e9-8c7a2d0f5e16", "fake-secret-3b9e27d1-0c4a-4f6e-9d58-a1b2c3d4e5f6")
+            .redirect_uri("http://localhost:3000/oauth/callback")
+            .conditionally_required_scopes(Self::COMMON_SCOPES.iter().copied())
+            .optional_scopes(Self::COMMON_SCOPES.iter().copied())
+            .app_scopes(Self::JOURNAL_SCOPES.iter().copied())
+    }
+}
+
+impl fmt::Debug for AppRegistration {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AppRegistration")
+            .field("app_id", &self.app_id)
+            .field("client_id", &self.client_id)
+            .field("client_secret", &"[redacted]")
+            .field("redirect_uris", &self.redirect_uris)
+            .field("required_scopes", &self.required_scopes)
+            .field("conditionally_required_scopes", &self.conditionally_required_scopes)
+            .field("optional_scopes", &self.optional_scopes)
+            .field("app_scopes", &self.app_scopes)
+            .finish()
+    }
+}
+
 /// The HubSpot user who consents next (and whom [`FakeHubSpot::issue`](super::FakeHubSpot::issue) installs as).
 /// The default is id 123, `admin@example.com`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -249,8 +462,12 @@ pub enum Endpoint {
     TokenV1,
     /// `POST /oauth/2026-03/token`.
     Token202603,
+    /// `POST /oauth/v3/token`.
+    TokenV3,
     /// `POST /oauth/2026-03/token/introspect`.
     Introspect202603,
+    /// `POST /oauth/v3/token/introspect`.
+    IntrospectV3,
     /// `GET /oauth/v1/access-tokens/{token}`.
     AccessTokenInfoV1,
     /// `GET /oauth/v1/refresh-tokens/{token}`.
@@ -259,6 +476,8 @@ pub enum Endpoint {
     RevokeV1,
     /// `POST /oauth/2026-03/token/revoke`.
     Revoke202603,
+    /// `POST /oauth/v3/token/revoke`.
+    RevokeV3,
     /// `GET /account-info/v3/details`.
     AccountInfoV3,
     /// `GET /account-info/2026-03/details`.
@@ -275,15 +494,18 @@ pub enum Endpoint {
 
 impl Endpoint {
     /// Every endpoint, in declaration order.
-    pub const ALL: [Endpoint; 14] = [
+    pub const ALL: [Endpoint; 17] = [
         Endpoint::Authorize,
         Endpoint::TokenV1,
         Endpoint::Token202603,
+        Endpoint::TokenV3,
         Endpoint::Introspect202603,
+        Endpoint::IntrospectV3,
         Endpoint::AccessTokenInfoV1,
         Endpoint::RefreshTokenInfoV1,
         Endpoint::RevokeV1,
         Endpoint::Revoke202603,
+        Endpoint::RevokeV3,
         Endpoint::AccountInfoV3,
         Endpoint::AccountInfo202603,
         Endpoint::CrmList,
@@ -291,6 +513,19 @@ impl Endpoint {
         Endpoint::CrmSearch,
         Endpoint::CrmCreate,
     ];
+
+    /// Whether this endpoint takes its fields in a form body only (2026-03 and v3: never in the query string).
+    pub fn is_body_only(self) -> bool {
+        matches!(
+            self,
+            Endpoint::Token202603
+                | Endpoint::TokenV3
+                | Endpoint::Introspect202603
+                | Endpoint::IntrospectV3
+                | Endpoint::Revoke202603
+                | Endpoint::RevokeV3
+        )
+    }
 
     /// Whether this is one of the CRM objects endpoints (`/crm/v3/objects/...`).
     pub fn is_crm(self) -> bool {
@@ -303,11 +538,14 @@ impl Endpoint {
             Endpoint::Authorize => "GET /oauth/authorize, GET /oauth/{portalId}/authorize",
             Endpoint::TokenV1 => "POST /oauth/v1/token",
             Endpoint::Token202603 => "POST /oauth/2026-03/token",
+            Endpoint::TokenV3 => "POST /oauth/v3/token",
             Endpoint::Introspect202603 => "POST /oauth/2026-03/token/introspect",
+            Endpoint::IntrospectV3 => "POST /oauth/v3/token/introspect",
             Endpoint::AccessTokenInfoV1 => "GET /oauth/v1/access-tokens/{token}",
             Endpoint::RefreshTokenInfoV1 => "GET /oauth/v1/refresh-tokens/{token}",
             Endpoint::RevokeV1 => "DELETE /oauth/v1/refresh-tokens/{token}",
             Endpoint::Revoke202603 => "POST /oauth/2026-03/token/revoke",
+            Endpoint::RevokeV3 => "POST /oauth/v3/token/revoke",
             Endpoint::AccountInfoV3 => "GET /account-info/v3/details",
             Endpoint::AccountInfo202603 => "GET /account-info/2026-03/details",
             Endpoint::CrmList => "GET /crm/v3/objects/{objectType}",

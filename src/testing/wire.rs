@@ -8,7 +8,7 @@ use serde_json::{Map, Value, json};
 use wiremock::ResponseTemplate;
 
 use super::random;
-use super::state::crm::{FakeObject, Limited, default_properties, last_modified_property};
+use super::state::crm::{FakeObject, Limited, default_properties, last_modified_property, singular};
 use super::state::{Grant, Minted, TokenError};
 use super::types::{ErrorStyle, Failure, FakePortal, TokenFields};
 use crate::clock::rfc3339;
@@ -160,6 +160,7 @@ pub(crate) fn token_error(error: &TokenError, style: ErrorStyle) -> Answer {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Generation {
     V1,
+    V3,
     V2026_03,
 }
 
@@ -174,7 +175,7 @@ pub(crate) fn token_success(minted: &Minted, generation: Generation, fields: Tok
     body.insert("expires_in".into(), json!(minted.expires_in));
     if fields == TokenFields::Spec {
         body.insert("token_use".into(), json!("access_token"));
-        if generation == Generation::V2026_03 {
+        if generation != Generation::V1 {
             body.insert("hub_id".into(), json!(minted.grant.portal_id));
             body.insert("user_id".into(), json!(minted.grant.user.id));
             body.insert("scopes".into(), json!(minted.grant.scopes));
@@ -312,7 +313,40 @@ pub(crate) fn account_info(portal: &FakePortal) -> Value {
     })
 }
 
-// ---- not found, authentication errors ----
+/// A `grant_type=client_credentials` answer: the specs' `ClientCredentialsTokenResponse` (`token_use`
+/// `"client_credentials"`), an app-level token without refresh token, portal or user.
+pub(crate) fn client_credentials_success(access_token: &str, expires_in: u64, scopes: &[String]) -> Value {
+    json!({
+        "token_type": "bearer",
+        "access_token": access_token,
+        "expires_in": expires_in,
+        "token_use": "client_credentials",
+        "scopes": scopes,
+    })
+}
+
+// ---- not found, bad input, authentication errors ----
+
+/// `404` for a path no endpoint serves, with HubSpot's generic error body (the fake's wording).
+pub(crate) fn route_not_found() -> Answer {
+    Answer::json(404, &generic_error("Resource not found", "OBJECT_NOT_FOUND"))
+}
+
+/// `413` for a body over the fake's limit, with HubSpot's generic error body (the fake's status and wording).
+pub(crate) fn body_too_large() -> Answer {
+    Answer::json(413, &generic_error("The request body is too large.", "VALIDATION_ERROR"))
+}
+
+/// `400` for credentials in the query string of a 2026-03 or v3 endpoint, as a token-endpoint error.
+pub(crate) fn credentials_in_query(style: ErrorStyle) -> Answer {
+    let error = TokenError {
+        error: "invalid_request",
+        status: "BAD_REQUEST",
+        message: "client credentials, codes and tokens must be sent in the form body, not in the query string"
+            .to_owned(),
+    };
+    token_error(&error, style)
+}
 
 /// `404 OBJECT_NOT_FOUND` for a token of the v1 metadata and revocation endpoints.
 pub(crate) fn token_not_found() -> Answer {
@@ -371,13 +405,64 @@ pub(crate) fn object_json(id: u64, object: &FakeObject, object_type: &str, wante
             }
         }
     }
-    json!({
+    let mut body = json!({
         "id": id.to_string(),
         "properties": properties,
         "createdAt": rfc3339::millis(object.created_at),
         "updatedAt": rfc3339::millis(object.updated_at),
-        "archived": false,
-    })
+        "archived": object.archived_at.is_some(),
+    });
+    if let Some(at) = object.archived_at {
+        body["archivedAt"] = json!(rfc3339::millis(at));
+    }
+    body
+}
+
+/// Adds `associations` to an object's JSON for the requested types it has associations with (HubSpot leaves out
+/// the types without any, and the key when none is left).
+pub(crate) fn add_associations(body: &mut Value, object: &FakeObject, object_type: &str, requested: &[&'static str]) {
+    let mut found = Map::new();
+    for to_type in requested {
+        let Some(ids) = object.associations.get(to_type).filter(|ids| !ids.is_empty()) else { continue };
+        let label = format!("{}_to_{}", singular(object_type), singular(to_type));
+        let results: Vec<Value> = ids.iter().map(|id| json!({ "id": id.to_string(), "type": label })).collect();
+        found.insert((*to_type).to_owned(), json!({ "results": results }));
+    }
+    if !found.is_empty() {
+        body["associations"] = Value::Object(found);
+    }
+}
+
+/// A `400 VALIDATION_ERROR` for property values HubSpot refuses on create: the message lists each problem the
+/// way HubSpot writes it (`Property values were not valid: [{"isValid":false,...,"error":"PROPERTY_DOESNT_EXIST",
+/// "name":...}]`), and `errors` carries one entry per problem with its `code`.
+pub(crate) fn invalid_property_values(problems: &[(String, &'static str, String)]) -> Answer {
+    let listed: Vec<Value> = problems
+        .iter()
+        .map(|(name, error, message)| {
+            json!({"isValid": false, "message": message, "error": error, "name": name, "localizedErrorMessage": message})
+        })
+        .collect();
+    let mut body =
+        generic_error(&format!("Property values were not valid: {}", Value::Array(listed)), "VALIDATION_ERROR");
+    body["errors"] = Value::Array(
+        problems
+            .iter()
+            .map(|(name, error, message)| json!({"message": message, "code": error, "context": {"propertyName": [name]}}))
+            .collect(),
+    );
+    Answer::json(400, &body)
+}
+
+/// `409 CONFLICT`: an object with this unique value exists (HubSpot's wording for contacts).
+pub(crate) fn already_exists(object_type: &str, existing: u64) -> Answer {
+    let kind = match object_type {
+        "contacts" => "Contact",
+        "companies" => "Company",
+        "deals" => "Deal",
+        _ => "Ticket",
+    };
+    Answer::json(409, &generic_error(&format!("{kind} already exists. Existing ID: {existing}"), "CONFLICT"))
 }
 
 /// `403 MISSING_SCOPES`, naming the scope in `requiredGranularScopes`.

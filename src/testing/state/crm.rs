@@ -1,7 +1,7 @@
 //! The CRM side of the fake's world, without HTTP: objects per portal and type (every portal starts with sample
 //! objects), the object types and their properties, and each portal's requests in HubSpot's rolling rate windows.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::window::Rolling;
@@ -19,6 +19,10 @@ pub(crate) struct FakeObject {
     pub(crate) properties: BTreeMap<String, String>,
     pub(crate) created_at: SystemTime,
     pub(crate) updated_at: SystemTime,
+    /// When it was archived (moved to the recycle bin); `None` while live.
+    pub(crate) archived_at: Option<SystemTime>,
+    /// The ids of associated objects, by their object type.
+    pub(crate) associations: BTreeMap<&'static str, BTreeSet<u64>>,
 }
 
 /// The requests of one portal inside the current window of one limit.
@@ -51,6 +55,8 @@ pub(crate) struct Crm {
     /// Every CRM request with a live token, per portal, at its arrival (cleared by `reset_counts`).
     history: HashMap<u64, Vec<SystemTime>>,
     rate_limited: usize,
+    /// Properties added beside HubSpot's own, per object type (every portal has them).
+    custom_properties: HashMap<&'static str, BTreeSet<String>>,
 }
 
 impl Crm {
@@ -64,6 +70,7 @@ impl Crm {
             rolling: HashMap::new(),
             history: HashMap::new(),
             rate_limited: 0,
+            custom_properties: HashMap::new(),
         }
     }
 
@@ -114,17 +121,63 @@ impl Crm {
         now: SystemTime,
     ) -> u64 {
         self.seed(portal_id);
+        for name in properties.keys() {
+            if !self.has_property(object_type, name) {
+                self.add_property(object_type, name);
+            }
+        }
         let id = self.next_id;
         self.next_id += 1;
         let stamp = crate::clock::rfc3339::millis(now);
         properties.insert("hs_object_id".to_owned(), id.to_string());
         properties.insert("createdate".to_owned(), stamp.clone());
         properties.insert(last_modified_property(object_type).to_owned(), stamp);
-        self.objects
-            .entry((portal_id, object_type))
-            .or_default()
-            .insert(id, FakeObject { properties, created_at: now, updated_at: now });
+        self.objects.entry((portal_id, object_type)).or_default().insert(
+            id,
+            FakeObject {
+                properties,
+                created_at: now,
+                updated_at: now,
+                archived_at: None,
+                associations: BTreeMap::new(),
+            },
+        );
         id
+    }
+
+    /// Whether the object type has this property: one of HubSpot's own, or one added.
+    pub(crate) fn has_property(&self, object_type: &str, name: &str) -> bool {
+        known_properties(object_type).contains(&name)
+            || self.custom_properties.get(object_type).is_some_and(|names| names.contains(name))
+    }
+
+    /// Adds a property to an object type (in every portal).
+    pub(crate) fn add_property(&mut self, object_type: &'static str, name: &str) {
+        self.custom_properties.entry(object_type).or_default().insert(name.to_owned());
+    }
+
+    /// Archives a live object. Returns whether there was one.
+    pub(crate) fn archive(&mut self, portal_id: u64, object_type: &'static str, id: u64, now: SystemTime) -> bool {
+        match self.store(portal_id, object_type).get_mut(&id) {
+            Some(object) if object.archived_at.is_none() => {
+                object.archived_at = Some(now);
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Associates two objects of the portal, both ways. Returns whether both exist.
+    pub(crate) fn associate(&mut self, portal_id: u64, a: (&'static str, u64), b: (&'static str, u64)) -> bool {
+        if !self.store(portal_id, a.0).contains_key(&a.1) || !self.store(portal_id, b.0).contains_key(&b.1) {
+            return false;
+        }
+        for ((from_type, from), (to_type, to)) in [(a, b), (b, a)] {
+            if let Some(object) = self.store(portal_id, from_type).get_mut(&from) {
+                object.associations.entry(to_type).or_default().insert(to);
+            }
+        }
+        true
     }
 
     /// How many objects of this type the portal has (its sample objects included).
@@ -225,6 +278,100 @@ pub(crate) fn canonical_type(segment: &str) -> Option<&'static str> {
 
 pub(crate) fn last_modified_property(object_type: &str) -> &'static str {
     if object_type == "contacts" { "lastmodifieddate" } else { "hs_lastmodifieddate" }
+}
+
+/// The singular name HubSpot uses in association type labels (`contact_to_company`).
+pub(crate) fn singular(object_type: &str) -> &'static str {
+    match object_type {
+        "contacts" => "contact",
+        "companies" => "company",
+        "deals" => "deal",
+        _ => "ticket",
+    }
+}
+
+/// The properties whose values HubSpot keeps unique per portal, usable as `idProperty`.
+pub(crate) fn unique_properties(object_type: &str) -> &'static [&'static str] {
+    match object_type {
+        "contacts" => &["hs_object_id", "email"],
+        _ => &["hs_object_id"],
+    }
+}
+
+/// HubSpot's own properties of each object type that the fake knows (a selection of HubSpot's defaults; add
+/// others with `FakeHubSpot::add_property`).
+pub(crate) fn known_properties(object_type: &str) -> &'static [&'static str] {
+    match object_type {
+        "contacts" => &[
+            "address",
+            "city",
+            "company",
+            "country",
+            "createdate",
+            "email",
+            "fax",
+            "firstname",
+            "hs_lead_status",
+            "hs_object_id",
+            "hubspot_owner_id",
+            "industry",
+            "jobtitle",
+            "lastmodifieddate",
+            "lastname",
+            "lifecyclestage",
+            "mobilephone",
+            "phone",
+            "state",
+            "website",
+            "zip",
+        ],
+        "companies" => &[
+            "address",
+            "annualrevenue",
+            "city",
+            "country",
+            "createdate",
+            "description",
+            "domain",
+            "hs_lastmodifieddate",
+            "hs_object_id",
+            "hubspot_owner_id",
+            "industry",
+            "lifecyclestage",
+            "name",
+            "numberofemployees",
+            "phone",
+            "state",
+            "website",
+            "zip",
+        ],
+        "deals" => &[
+            "amount",
+            "closedate",
+            "createdate",
+            "dealname",
+            "dealstage",
+            "dealtype",
+            "description",
+            "hs_lastmodifieddate",
+            "hs_object_id",
+            "hs_priority",
+            "hubspot_owner_id",
+            "pipeline",
+        ],
+        _ => &[
+            "content",
+            "createdate",
+            "hs_lastmodifieddate",
+            "hs_object_id",
+            "hs_pipeline",
+            "hs_pipeline_stage",
+            "hs_ticket_category",
+            "hs_ticket_priority",
+            "hubspot_owner_id",
+            "subject",
+        ],
+    }
 }
 
 /// The properties an object carries when the request names none.

@@ -17,20 +17,13 @@ use sha2::{Digest as _, Sha256};
 use self::crm::Crm;
 use super::random;
 use super::types::{
-    DeadIntrospection, Decline, Endpoint, ErrorStyle, Failure, FakePortal, FakeUser, Reinstall, Rotation, TokenFields,
+    AppRegistration, DeadIntrospection, Decline, Endpoint, ErrorStyle, Failure, FakePortal, FakeUser, Reinstall,
+    Rotation, TokenFields,
 };
 use crate::clock::Clock;
 
 /// The portal chosen when the authorize URL names none.
 pub(crate) const DEFAULT_PORTAL: u64 = 62515;
-/// The fake app's client id.
-pub(crate) const CLIENT_ID: &str = "6a2f41a3-c54c-4b53-b1e9-8c7a2d0f5e16";
-/// The fake app's client secret.
-pub(crate) const CLIENT_SECRET: &str = "fake-secret-3b9e27d1-0c4a-4f6e-9d58-a1b2c3d4e5f6";
-/// The fake app's id.
-pub(crate) const APP_ID: u64 = 2_915_437;
-/// The redirect URI [`FakeHubSpot::redirect_uri`](super::FakeHubSpot::redirect_uri) suggests.
-pub(crate) const REDIRECT_URI: &str = "http://localhost:3000/oauth/callback";
 
 /// State shared by the [`FakeHubSpot`](super::FakeHubSpot) handle and the mounted responders.
 pub(crate) struct Shared {
@@ -39,8 +32,8 @@ pub(crate) struct Shared {
 }
 
 impl Shared {
-    pub(crate) fn new(clock: Arc<dyn Clock>) -> Self {
-        Self { clock, state: Mutex::new(State::new()) }
+    pub(crate) fn new(clock: Arc<dyn Clock>, app: AppRegistration) -> Self {
+        Self { clock, state: Mutex::new(State::with_app(app)) }
     }
 
     /// Locks the state, recovering from a panic in another holder (the state stays usable).
@@ -144,6 +137,10 @@ impl TokenError {
         Self::new("invalid_grant", "BAD_REFRESH_TOKEN", "refresh token is invalid, expired or revoked")
     }
 
+    pub(crate) fn bad_scope(message: String) -> Self {
+        Self::new("invalid_scope", "BAD_SCOPE", message)
+    }
+
     pub(crate) fn bad_access_token() -> Self {
         Self::new("invalid_grant", "BAD_ACCESS_TOKEN", "access token is invalid, expired or revoked")
     }
@@ -172,6 +169,8 @@ pub(crate) enum AccessLookup<'a> {
 /// The whole world of one fake HubSpot.
 #[derive(Debug)]
 pub(crate) struct State {
+    /// The app, as registered when the fake started (never changed afterwards).
+    pub(crate) app: AppRegistration,
     pub(crate) portals: BTreeMap<u64, FakePortal>,
     pub(crate) user: FakeUser,
     pub(crate) refused: Vec<String>,
@@ -189,6 +188,8 @@ pub(crate) struct State {
     last_forms: HashMap<Endpoint, Vec<(String, String)>>,
     authorizations: HashMap<Endpoint, Option<String>>,
     stale_presentations: usize,
+    /// Token requests by their `grant_type` (as sent, when it is one the fake knows).
+    grants: HashMap<&'static str, usize>,
     pub(crate) crm: Crm,
     codes: HashMap<String, CodeRecord>,
     access: HashMap<String, AccessRecord>,
@@ -196,13 +197,21 @@ pub(crate) struct State {
     families: HashMap<u64, Family>,
     next_family: u64,
     installs: HashMap<u64, String>,
+    /// App-level access tokens (`grant_type=client_credentials`): their scopes and expiry.
+    app_tokens: HashMap<String, (Vec<String>, SystemTime)>,
 }
 
 impl State {
+    #[cfg(test)]
     pub(crate) fn new() -> Self {
+        Self::with_app(AppRegistration::default())
+    }
+
+    pub(crate) fn with_app(app: AppRegistration) -> Self {
         let mut portals = BTreeMap::new();
         portals.insert(DEFAULT_PORTAL, FakePortal::new(DEFAULT_PORTAL));
         Self {
+            app,
             portals,
             user: FakeUser::default(),
             refused: Vec::new(),
@@ -220,6 +229,7 @@ impl State {
             last_forms: HashMap::new(),
             authorizations: HashMap::new(),
             stale_presentations: 0,
+            grants: HashMap::new(),
             crm: Crm::new(),
             codes: HashMap::new(),
             access: HashMap::new(),
@@ -227,6 +237,7 @@ impl State {
             families: HashMap::new(),
             next_family: 1,
             installs: HashMap::new(),
+            app_tokens: HashMap::new(),
         }
     }
 
@@ -269,8 +280,21 @@ impl State {
         self.stale_presentations
     }
 
+    /// Counts a token request of a known grant type.
+    pub(crate) fn count_grant(&mut self, grant_type: &str) {
+        let known = ["authorization_code", "refresh_token", "client_credentials"];
+        if let Some(name) = known.into_iter().find(|g| *g == grant_type) {
+            *self.grants.entry(name).or_default() += 1;
+        }
+    }
+
+    pub(crate) fn grant_requests(&self, grant_type: &str) -> usize {
+        self.grants.get(grant_type).copied().unwrap_or(0)
+    }
+
     pub(crate) fn reset_counts(&mut self) {
         self.counts.clear();
+        self.grants.clear();
         self.stale_presentations = 0;
         self.crm.reset_counts();
     }
@@ -300,6 +324,10 @@ impl State {
     }
 
     // ---- codes ----
+
+    pub(crate) fn codes_issued(&self) -> usize {
+        self.codes.len()
+    }
 
     pub(crate) fn issue_code(
         &mut self,
@@ -432,6 +460,39 @@ impl State {
         };
         let access_token = self.mint_access(&grant, now);
         Ok(Minted { access_token, refresh_token, grant, expires_in: self.access_ttl.as_secs() })
+    }
+
+    /// `grant_type=client_credentials`: an app-level access token with the requested app-level scopes (all of
+    /// the app's when `scope` is absent), no refresh token. A scope the app does not allow is `BAD_SCOPE`.
+    pub(crate) fn mint_app_token(
+        &mut self,
+        scope: Option<&str>,
+        now: SystemTime,
+    ) -> Result<(String, u64, Vec<String>), TokenError> {
+        let scopes: Vec<String> = match scope.map(str::split_whitespace) {
+            Some(requested) => {
+                let mut scopes: Vec<String> = Vec::new();
+                for s in requested {
+                    if !self.app.app_scopes.iter().any(|a| a == s) {
+                        return Err(TokenError::bad_scope(format!("scope {s} is not an app-level scope of this app")));
+                    }
+                    if !scopes.iter().any(|g| g == s) {
+                        scopes.push(s.to_owned());
+                    }
+                }
+                scopes
+            }
+            None => self.app.app_scopes.clone(),
+        };
+        let token = random::access_token();
+        let expires_at = crate::clock::saturating_add(now, self.access_ttl);
+        self.app_tokens.insert(token.clone(), (scopes.clone(), expires_at));
+        Ok((token, self.access_ttl.as_secs(), scopes))
+    }
+
+    /// Revokes an app-level token. Returns whether it was known.
+    pub(crate) fn revoke_app_token(&mut self, token: &str) -> bool {
+        self.app_tokens.remove(token).is_some()
     }
 
     pub(crate) fn access_lookup(&self, token: &str, now: SystemTime) -> AccessLookup<'_> {
