@@ -132,10 +132,14 @@ pub(crate) struct Budgets {
 struct Portals {
     by_id: HashMap<u64, Arc<Portal>>,
     prune_above: usize,
+    /// Monotonic time of the last pruning.
+    pruned_at: Duration,
 }
 
-/// The map is pruned whenever it grows past this many portals (or twice what the last pruning kept).
+/// The map is pruned whenever it grows past this many portals (or twice what the last pruning kept), and at least
+/// every `PRUNE_EVERY` while it holds more.
 const PRUNE_ABOVE: usize = 1_024;
+const PRUNE_EVERY: Duration = Duration::from_secs(600);
 
 impl Portals {
     /// Forgets the portals that no request holds and whose windows are empty at `now`: they would be recreated as
@@ -151,6 +155,15 @@ impl Portals {
             b.general.count() > 0 || b.search.count() > 0
         });
         self.prune_above = PRUNE_ABOVE.max(self.by_id.len().saturating_mul(2));
+        self.pruned_at = now;
+        if self.by_id.capacity() > self.prune_above.saturating_mul(2) {
+            self.by_id.shrink_to(self.prune_above);
+        }
+    }
+
+    fn should_prune(&self, now: Duration) -> bool {
+        let len = self.by_id.len();
+        len >= self.prune_above || (len > PRUNE_ABOVE && now.saturating_sub(self.pruned_at) >= PRUNE_EVERY)
     }
 }
 
@@ -184,13 +197,14 @@ impl Drop for Permit {
 
 impl Budgets {
     pub(crate) fn new(general: RateLimit, search: RateLimit) -> Self {
-        Self { general, search, portals: Mutex::new(Portals { by_id: HashMap::new(), prune_above: PRUNE_ABOVE }) }
+        Self { general, search, portals: Mutex::new(Portals { by_id: HashMap::new(), prune_above: PRUNE_ABOVE, pruned_at: Duration::ZERO }) }
     }
 
     fn portal(&self, portal_id: u64, clock: &dyn Clock) -> Arc<Portal> {
         let mut portals = lock(&self.portals);
-        if portals.by_id.len() >= portals.prune_above && !portals.by_id.contains_key(&portal_id) {
-            portals.prune(clock.monotonic());
+        let now = clock.monotonic();
+        if portals.should_prune(now) && !portals.by_id.contains_key(&portal_id) {
+            portals.prune(now);
         }
         Arc::clone(portals.by_id.entry(portal_id).or_insert_with(|| {
             Arc::new(Portal {
@@ -393,5 +407,21 @@ mod clock_steps {
         }
         let tracked = lock(&budgets.portals).by_id.len();
         assert!(tracked < 5_000, "idle portals with empty windows are dropped: {tracked} tracked");
+    }
+
+    #[tokio::test]
+    async fn a_map_that_stops_growing_still_lets_idle_portals_go() {
+        let clock = ManualClock::new();
+        let c: Arc<dyn Clock> = Arc::new(clock.clone());
+        let budgets =
+            Budgets::new(RateLimit::new(100, Duration::from_secs(10)), RateLimit::new(5, Duration::from_secs(1)));
+        for portal in 0..20_000 {
+            drop(budgets.acquire(portal, false, &c).await);
+        }
+        clock.advance(PRUNE_EVERY);
+        drop(budgets.acquire(9_999_999, false, &c).await);
+        let portals = lock(&budgets.portals);
+        assert_eq!(portals.by_id.len(), 1);
+        assert!(portals.by_id.capacity() <= 2 * PRUNE_ABOVE, "capacity {}", portals.by_id.capacity());
     }
 }

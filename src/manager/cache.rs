@@ -6,7 +6,8 @@
 //! - one flight lock per connection being refreshed, removed when its flight ends;
 //! - tokens a store failure held back, written again on the next call.
 //!
-//! Entries nobody asked for in a while are dropped as the cache grows.
+//! Entries nobody asked for in a while are dropped as the cache grows, or at the latest one idle period later, and the
+//! table shrinks with them.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -40,17 +41,23 @@ struct Entry {
 
 #[derive(Debug)]
 struct Entries {
-    map: HashMap<ConnectionId, Entry>,
+    map: Map<Entry>,
     prune_above: usize,
+    /// Monotonic time of the last look for idle entries.
+    pruned_at: Duration,
 }
+
+/// The maps' hasher: foldhash, seeded at random per map. A cached call hashes the id once; SipHash (the standard
+/// library's default) cost more than the rest of the call.
+type Map<V> = HashMap<ConnectionId, V, foldhash::fast::RandomState>;
 
 /// See the module documentation.
 #[derive(Debug)]
 pub(crate) struct TokenCache {
     revalidate: Duration,
     entries: RwLock<Entries>,
-    flights: Mutex<HashMap<ConnectionId, Flight>>,
-    unsaved: Mutex<HashMap<ConnectionId, Connection>>,
+    flights: Mutex<Map<Flight>>,
+    unsaved: Mutex<Map<Connection>>,
     has_unsaved: AtomicBool,
 }
 
@@ -59,9 +66,9 @@ impl TokenCache {
     pub(crate) fn new(revalidate: Duration) -> Self {
         Self {
             revalidate,
-            entries: RwLock::new(Entries { map: HashMap::new(), prune_above: PRUNE_ABOVE }),
-            flights: Mutex::new(HashMap::new()),
-            unsaved: Mutex::new(HashMap::new()),
+            entries: RwLock::new(Entries { map: Map::default(), prune_above: PRUNE_ABOVE, pruned_at: Duration::ZERO }),
+            flights: Mutex::new(Map::default()),
+            unsaved: Mutex::new(Map::default()),
             has_unsaved: AtomicBool::new(false),
         }
     }
@@ -93,10 +100,20 @@ impl TokenCache {
         };
         entry.fresh_until = self.fresh_until(&entry);
         let mut entries = write(&self.entries);
-        if entries.map.len() >= entries.prune_above && !entries.map.contains_key(&c.id) {
-            let idle = IDLE.max(self.revalidate.saturating_mul(2));
+        let idle = IDLE.max(self.revalidate.saturating_mul(2));
+        // Look for idle entries when the map outgrows its bound, or once per idle period while it is larger than
+        // the least bound (so a cache that stops growing still lets go of connections nobody uses).
+        let full = entries.map.len() >= entries.prune_above;
+        let due = entries.map.len() > PRUNE_ABOVE && mono.saturating_sub(entries.pruned_at) >= idle;
+        if (full || due) && !entries.map.contains_key(&c.id) {
+            entries.pruned_at = mono;
             entries.map.retain(|_, e| mono.saturating_sub(e.checked_at) < idle);
             entries.prune_above = PRUNE_ABOVE.max(entries.map.len().saturating_mul(2));
+            // Give the memory back: a map emptied by eviction keeps its table otherwise.
+            let keep = entries.prune_above;
+            if entries.map.capacity() > keep.saturating_mul(2) {
+                entries.map.shrink_to(keep);
+            }
         }
         entries.map.insert(c.id.clone(), entry);
     }
@@ -156,6 +173,11 @@ impl TokenCache {
     pub(crate) fn sizes(&self) -> (usize, usize) {
         let entries = read(&self.entries).map.len();
         (entries, lock(&self.flights).len())
+    }
+
+    #[cfg(test)]
+    fn capacity(&self) -> usize {
+        read(&self.entries).map.capacity()
     }
 }
 
@@ -257,6 +279,20 @@ mod tests {
         drop(waiter);
         cache.end_flight(&id);
         assert_eq!(cache.sizes().1, 0);
+    }
+
+    #[test]
+    fn eviction_gives_the_table_back() {
+        let clock = ManualClock::new();
+        let cache = TokenCache::new(Duration::from_secs(5));
+        for n in 0..20_000 {
+            put(&cache, &connection(n, &clock), &clock, Some(600));
+        }
+        assert!(cache.capacity() >= 20_000);
+        clock.advance(Duration::from_secs(601));
+        put(&cache, &connection(20_000, &clock), &clock, Some(600));
+        assert_eq!(cache.sizes().0, 1);
+        assert!(cache.capacity() <= 2 * PRUNE_ABOVE, "capacity {} after eviction", cache.capacity());
     }
 
     #[test]
