@@ -118,6 +118,19 @@ impl Scenario {
         Self::from_value(&value)
     }
 
+    /// Adds `later` on top of this scenario, as applying both in turn would: its portals after these (the same
+    /// id replaces), the switches it names instead of these, its failures after these.
+    pub fn merge(&mut self, later: Scenario) {
+        self.portals.retain(|p| !later.portals.iter().any(|q| q.id == p.id));
+        self.portals.extend(later.portals);
+        self.user = later.user.or(self.user.take());
+        self.refuse_scopes = later.refuse_scopes.or(self.refuse_scopes.take());
+        self.decline = later.decline.or(self.decline);
+        self.rotation = later.rotation.or(self.rotation);
+        self.access_token_ttl = later.access_token_ttl.or(self.access_token_ttl);
+        self.failures.extend(later.failures);
+    }
+
     /// Reads a scenario from a parsed JSON value.
     ///
     /// # Errors
