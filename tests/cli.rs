@@ -627,6 +627,9 @@ async fn the_interactive_fake_server_shows_the_consent_page_and_stops_on_sigint(
     assert_eq!(fake.stop("INT").await, 0, "a clean stop on SIGINT");
 
     let e = Env::new().await;
+    // Only `fake` registers several redirect URIs; every other command takes one.
+    let twice = e.run(&["--redirect-uri", "https://other.example/cb", "connect", "--tenant", "t", "--json"]).await;
+    assert_error(&twice, "INVALID_CONFIG");
     let refused = e.raw(&["fake".into(), "--listen".into(), "0.0.0.0:0".into()], &[]).await;
     assert_error(&refused, "INVALID_CONFIG");
     assert!(refused.stderr.contains("loopback"), "{}", refused.stderr);

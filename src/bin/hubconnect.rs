@@ -487,6 +487,7 @@ fn loopback_addresses(listen: &str) -> Result<Vec<std::net::SocketAddr>> {
 /// `hubconnect fake`: serves the fake HubSpot until SIGINT or SIGTERM, after one JSON line on stdout.
 async fn serve_fake(g: &Global, listen: &str, scenario: Option<&std::path::Path>, interactive: bool) -> Result<()> {
     use hubspot_connect::testing::{AppRegistration, Scenario};
+    let signals = StopSignals::new()?;
     let addrs = loopback_addresses(listen)?;
     let mut start =
         Scenario::from_json(FAKE_PORTALS).map_err(|e| config_error(format!("the built-in portals: {e}")))?;
@@ -533,28 +534,44 @@ async fn serve_fake(g: &Global, listen: &str, scenario: Option<&std::path::Path>
             "portals": portals,
         })
     );
-    stopped().await?;
+    signals.wait().await;
     drop(fake);
     Ok(())
 }
 
-/// Waits for SIGINT or SIGTERM.
-async fn stopped() -> Result<()> {
-    let signal_error = |e: std::io::Error| config_error(format!("cannot wait for signals: {e}"));
+/// SIGINT and SIGTERM, caught from the moment this is built (before the server starts, so that an early signal
+/// still stops it cleanly).
+struct StopSignals {
     #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        let mut term = signal(SignalKind::terminate()).map_err(signal_error)?;
-        let mut int = signal(SignalKind::interrupt()).map_err(signal_error)?;
-        tokio::select! {
-            _ = term.recv() => {}
-            _ = int.recv() => {}
+    term: tokio::signal::unix::Signal,
+    #[cfg(unix)]
+    int: tokio::signal::unix::Signal,
+}
+
+impl StopSignals {
+    fn new() -> Result<StopSignals> {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{SignalKind, signal};
+            let error = |e: std::io::Error| config_error(format!("cannot catch SIGINT and SIGTERM: {e}"));
+            Ok(StopSignals {
+                term: signal(SignalKind::terminate()).map_err(error)?,
+                int: signal(SignalKind::interrupt()).map_err(error)?,
+            })
         }
-        Ok(())
+        #[cfg(not(unix))]
+        Ok(StopSignals {})
     }
-    #[cfg(not(unix))]
-    {
-        tokio::signal::ctrl_c().await.map_err(signal_error)
+
+    /// Waits for the first of them.
+    async fn wait(mut self) {
+        #[cfg(unix)]
+        tokio::select! {
+            _ = self.term.recv() => {}
+            _ = self.int.recv() => {}
+        }
+        #[cfg(not(unix))]
+        let _ = tokio::signal::ctrl_c().await;
     }
 }
 
