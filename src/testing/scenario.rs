@@ -315,3 +315,51 @@ fn read_failure(value: &Value, at: &str) -> Result<ScenarioFailure, ScenarioErro
     let times = usize::try_from(times).map_err(|_| ScenarioError::new(field("times"), "too large"))?;
     Ok(ScenarioFailure { endpoint, failure, times })
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_later_scenario_wins_field_by_field() {
+        let mut start = Scenario::from_json(
+            r#"{"portals": [{"id": 1, "name": "One"}, {"id": 2}], "rotation": "rotate", "access_token_ttl": 5,
+                "failures": [{"endpoint": "token_v1", "failure": "server_error"}]}"#,
+        )
+        .unwrap();
+        start.merge(
+            Scenario::from_json(
+                r#"{"portals": [{"id": 1, "name": "Uno"}], "rotation": "strict",
+                    "failures": [{"endpoint": "crm_get", "failure": "slow", "delay_ms": 5, "times": 2}]}"#,
+            )
+            .unwrap(),
+        );
+        let names: Vec<(u64, &str)> = start.portals.iter().map(|p| (p.id, p.name.as_str())).collect();
+        assert_eq!(names, [(2, "Portal 2"), (1, "Uno")]);
+        assert_eq!(start.rotation, Some(Rotation::Strict));
+        assert_eq!(start.access_token_ttl, Some(Duration::from_secs(5)));
+        let failures: Vec<(Endpoint, usize)> = start.failures.iter().map(|f| (f.endpoint, f.times)).collect();
+        assert_eq!(failures, [(Endpoint::TokenV1, 1), (Endpoint::CrmGet, 2)]);
+        assert_eq!(start.failures[1].failure, Failure::Slow(Duration::from_millis(5)));
+    }
+
+    #[test]
+    fn every_endpoint_has_a_distinct_name() {
+        let mut names: Vec<&str> = Endpoint::ALL.iter().map(|e| endpoint_name(*e)).collect();
+        names.sort_unstable();
+        names.dedup();
+        assert_eq!(names.len(), Endpoint::ALL.len());
+    }
+
+    #[test]
+    fn hostile_input_is_an_error_not_a_panic() {
+        let deep = format!("{}{}", "[".repeat(10_000), "]".repeat(10_000));
+        for text in ["", "{", "null", "{\"portals\": [null]}", "{\"failures\": [{\"endpoint\": 1}]}", deep.as_str()] {
+            assert!(Scenario::from_json(text).is_err(), "{text:.40}");
+        }
+        let e = Scenario::from_json(r#"{"failures": [{"endpoint": "crm_get", "failure": "status", "status": 70000}]}"#)
+            .unwrap_err();
+        assert_eq!(e.field(), "failures[0].status");
+    }
+}

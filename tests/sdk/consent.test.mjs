@@ -1,12 +1,17 @@
 // The fake's consent page (`hubconnect fake --interactive`) in headless Chromium (Debian's `chromium`, driven
-// with playwright-core): choose an account, "Connect app", land on the redirect with a code; and "Cancel".
+// with playwright-core): choose an account, "Connect app", land on the redirect with a code; "Cancel"; a
+// preselected account; and the whole flow with `hubconnect connect` and `complete`.
 // CHROMIUM names the browser (default /usr/bin/chromium). Without it the test is skipped, except under CI=true.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync } from 'node:fs';
+import { execFile } from 'node:child_process';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { createServer } from 'node:http';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { promisify } from 'node:util';
 import { chromium } from 'playwright-core';
-import { startFake } from './fake.mjs';
+import { bin, startFake } from './fake.mjs';
 
 const executablePath = process.env.CHROMIUM || '/usr/bin/chromium';
 const available = existsSync(executablePath);
@@ -97,4 +102,31 @@ test('a preselected account skips the picker', { skip: !available && 'SKIPPED: n
   await Promise.all([page.waitForURL(`${redirect}**`), page.getByRole('button', { name: 'Connect app' }).click()]);
   assert.ok(new URL(page.url()).searchParams.get('code'));
   await page.close();
+});
+
+test('hubconnect connect, the consent page, hubconnect complete', { skip: !available && 'SKIPPED: no Chromium' }, async () => {
+  const dir = mkdtempSync(path.join(tmpdir(), 'hubconnect-consent-'));
+  const hubconnect = async (...args) => {
+    const { stdout } = await promisify(execFile)(bin, [
+      '--store', `sqlite://${path.join(dir, 'store.db')}`, '--client-id', fake.ready.client_id,
+      '--client-secret', fake.ready.client_secret, '--redirect-uri', redirect, '--auth-base', fake.base,
+      '--api-base', fake.base, ...args, '--json',
+    ], { env: { PATH: process.env.PATH } });
+    return JSON.parse(stdout);
+  };
+  try {
+    const begun = await hubconnect('connect', '--tenant', 'acme', '--scopes', 'oauth,crm.objects.contacts.read');
+    const page = await browser.newPage();
+    await page.goto(begun.authorize_url);
+    await page.getByRole('radio', { name: 'Acme Inc', exact: true }).check();
+    await Promise.all([page.waitForURL(`${redirect}**`), page.getByRole('button', { name: 'Connect app' }).click()]);
+    const connection = await hubconnect('complete', '--callback-url', page.url());
+    assert.equal(connection.tenant, 'acme');
+    assert.equal(connection.portal_id, fake.ready.portals.find((p) => p.name === 'Acme Inc').id);
+    assert.equal(connection.status, 'connected');
+    assert.equal(connection.account_type, 'STANDARD');
+    await page.close();
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 });

@@ -771,6 +771,32 @@ mod tests {
     }
 
     #[test]
+    fn instant_consent_picks_the_first_standard_portal() {
+        let mut s = State::new();
+        assert_eq!(s.instant_portal(), DEFAULT_PORTAL);
+        s.portals.insert(10, FakePortal::new(10).account_type(FakeAccountType::AppDeveloper));
+        s.portals.insert(20, FakePortal::new(20));
+        assert_eq!(s.instant_portal(), DEFAULT_PORTAL, "62515 while it is standard");
+        s.portals.insert(DEFAULT_PORTAL, FakePortal::new(DEFAULT_PORTAL).account_type(FakeAccountType::Sandbox));
+        assert_eq!(s.instant_portal(), 20);
+    }
+
+    #[test]
+    fn reset_goes_back_to_the_start_scenario() {
+        let start = Scenario::from_json(r#"{"portals": [{"id": 7}], "rotation": "strict"}"#).unwrap();
+        let mut s = State::started(AppRegistration::default(), start, true);
+        s.portals.insert(8, FakePortal::new(8));
+        s.rotation = Rotation::Same;
+        let c = code(&mut s, None);
+        s.reset();
+        assert_eq!(s.portals.keys().copied().collect::<Vec<_>>(), [7, DEFAULT_PORTAL]);
+        assert_eq!(s.rotation, Rotation::Strict);
+        assert!(s.interactive, "the consent mode survives a reset");
+        assert_eq!(s.codes_issued(), 0);
+        assert!(s.redeem_code(Some(&c), Some("http://localhost/cb"), None, t(0)).is_err(), "codes of before are gone");
+    }
+
+    #[test]
     fn failures_queue_in_order() {
         let mut s = State::new();
         s.queue_failure(Endpoint::TokenV1, Failure::ServerError, 2);
