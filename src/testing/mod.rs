@@ -511,7 +511,7 @@ impl FakeHubSpot {
     ///
     /// # Errors
     /// [`FakeError::NoRedirect`] when the page answers anything but a `302` (declined without redirect, a bad
-    /// `client_id`, an unknown portal), [`FakeError::BadLocation`] when the `302` has no usable `Location`,
+    /// `client_id`, an unknown portal, the consent page in [interactive](Self::set_interactive) mode), [`FakeError::BadLocation`] when the `302` has no usable `Location`,
     /// [`FakeError::InvalidUrl`] and [`FakeError::Request`] when the URL cannot be fetched.
     pub async fn consent(&self, authorize_url: &str) -> Result<url::Url, FakeError> {
         let mut url = url::Url::parse(authorize_url).map_err(|e| FakeError::InvalidUrl(e.to_string()))?;

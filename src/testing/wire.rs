@@ -157,8 +157,14 @@ fn account_kind(portal: &FakePortal) -> &str {
 /// required and optional, and the buttons "Connect app" and "Cancel". Every text from outside is escaped.
 pub(crate) fn consent_page(page: &ConsentPage<'_>) -> Answer {
     let mut html = String::from(
-        "<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>Connect app | HubSpot</title>\
-         </head><body><main>",
+        "<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\">\
+         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\"><title>Connect app | HubSpot</title>\
+         <style>body{font-family:sans-serif;color:#33475b;max-width:40em;margin:2em auto;padding:0 1em}\
+         ul{list-style:none;padding:0}li{margin:.4em 0}fieldset{border:1px solid #cbd6e2;border-radius:4px}\
+         .portal-id,.account-type{color:#7c98b6;font-size:.9em}.scopes li{font-family:monospace}\
+         button{font-size:1em;padding:.5em 1.2em;border-radius:3px;border:1px solid #ff7a59;cursor:pointer}\
+         button[value=connect]{background:#ff7a59;color:#fff}button[value=cancel]{background:#fff;color:#ff7a59}\
+         </style></head><body><main>",
     );
     let scopes = |name: &str| -> Vec<String> {
         page.fields
