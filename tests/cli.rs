@@ -613,8 +613,9 @@ async fn the_fake_server_serves_a_connect_flow_to_another_process_and_stops_on_s
 /// scenario file are refused with exit status 1.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_interactive_fake_server_shows_the_consent_page_and_stops_on_sigint() {
-    let fake = FakeServer::start(&["--interactive"]).await;
+    let fake = FakeServer::start(&["--interactive", "--client-id", "my-app", "--client-secret", "my-secret"]).await;
     assert_eq!(fake.ready["redirect_uris"], serde_json::json!(["http://localhost:3000/oauth/callback"]));
+    assert_eq!((&fake.ready["client_id"], &fake.ready["client_secret"]), (&"my-app".into(), &"my-secret".into()));
     let mut url = url::Url::parse(&format!("{}/oauth/authorize", fake.base())).unwrap();
     url.query_pairs_mut()
         .append_pair("client_id", fake.ready["client_id"].as_str().unwrap())

@@ -524,16 +524,20 @@ async fn serve_fake(g: &Global, listen: &str, scenario: Option<&std::path::Path>
         .iter()
         .map(|p| json!({"id": p.id, "name": p.name, "account_type": p.account_type.as_str()}))
         .collect();
-    println!(
-        "{}",
-        json!({
-            "base_url": fake.uri(),
-            "client_id": fake.client_id(),
-            "client_secret": fake.client_secret(),
-            "redirect_uris": fake.app().redirect_uris,
-            "portals": portals,
-        })
-    );
+    let ready = json!({
+        "base_url": fake.uri(),
+        "client_id": fake.client_id(),
+        "client_secret": fake.client_secret(),
+        "redirect_uris": fake.app().redirect_uris,
+        "portals": portals,
+    });
+    {
+        use std::io::Write as _;
+        let mut stdout = std::io::stdout().lock();
+        writeln!(stdout, "{ready}")
+            .and_then(|()| stdout.flush())
+            .map_err(|e| config_error(format!("cannot print the ready line: {e}")))?;
+    }
     signals.wait().await;
     drop(fake);
     Ok(())
