@@ -459,3 +459,185 @@ async fn a_forced_refresh_that_fails_exits_1() {
     let token = e.run(&["token", &id, "--json"]).await;
     assert_eq!(token.status, 0, "{}", token.stderr);
 }
+
+/// A running `hubconnect fake` and its ready line.
+struct FakeServer {
+    child: tokio::process::Child,
+    ready: Value,
+}
+
+impl FakeServer {
+    async fn start(args: &[&str]) -> FakeServer {
+        use tokio::io::AsyncBufReadExt;
+        let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_hubconnect"))
+            .arg("fake")
+            .args(args)
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .stdout(std::process::Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap();
+        let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
+        let line = tokio::time::timeout(std::time::Duration::from_secs(60), lines.next_line()).await.unwrap();
+        let ready = serde_json::from_str(&line.unwrap().unwrap()).unwrap();
+        // Nothing more is printed; keep the pipe drained anyway.
+        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        FakeServer { child, ready }
+    }
+
+    fn base(&self) -> &str {
+        self.ready["base_url"].as_str().unwrap()
+    }
+
+    /// hubconnect with this fake's app and hosts, over `db`.
+    async fn hubconnect(&self, db: &std::path::Path, args: &[&str]) -> Run {
+        let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_hubconnect"))
+            .args(["--store", &format!("sqlite://{}", db.display())])
+            .args(["--client-id", self.ready["client_id"].as_str().unwrap()])
+            .args(["--client-secret", self.ready["client_secret"].as_str().unwrap()])
+            .args(["--redirect-uri", self.ready["redirect_uris"][0].as_str().unwrap()])
+            .args(["--auth-base", self.base(), "--api-base", self.base()])
+            .args(args)
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .output()
+            .await
+            .unwrap();
+        Run {
+            status: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    }
+
+    /// Sends the signal and waits for the exit status.
+    async fn stop(mut self, signal: &str) -> i32 {
+        let pid = self.child.id().unwrap().to_string();
+        let sent = tokio::process::Command::new("kill").args([&format!("-{signal}"), &pid]).status().await.unwrap();
+        assert!(sent.success());
+        let status = tokio::time::timeout(std::time::Duration::from_secs(10), self.child.wait()).await.unwrap();
+        status.unwrap().code().unwrap_or(-1)
+    }
+}
+
+fn no_redirects() -> reqwest::Client {
+    reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap()
+}
+
+/// `hubconnect fake` from another process: the ready line, a scenario file, a whole connect flow driven by
+/// `hubconnect connect` / `complete`, the control API, and a clean stop on SIGTERM.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_fake_server_serves_a_connect_flow_to_another_process_and_stops_on_sigterm() {
+    let dir = std::env::temp_dir().join(format!("hc-fake-{}", hubspot_connect::ConnectionId::random()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let scenario = dir.join("scenario.json");
+    std::fs::write(&scenario, r#"{"portals": [{"id": 4242, "name": "From the file", "account_type": "SANDBOX"}]}"#)
+        .unwrap();
+    let fake = FakeServer::start(&[
+        "--listen",
+        "127.0.0.1:0",
+        "--redirect-uri",
+        "http://localhost:3000/oauth/callback",
+        "--redirect-uri",
+        "https://app.vendor.example/hubspot/callback",
+        "--scenario",
+        scenario.to_str().unwrap(),
+    ])
+    .await;
+    let ready = &fake.ready;
+    assert!(fake.base().starts_with("http://127.0.0.1:"), "{ready}");
+    assert!(!fake.base().ends_with(":0"), "{ready}");
+    assert!(ready["client_id"].as_str().is_some_and(|s| !s.is_empty()), "{ready}");
+    assert!(ready["client_secret"].as_str().is_some_and(|s| !s.is_empty()), "{ready}");
+    assert_eq!(
+        ready["redirect_uris"],
+        serde_json::json!(["http://localhost:3000/oauth/callback", "https://app.vendor.example/hubspot/callback"])
+    );
+    let portals = ready["portals"].as_array().unwrap();
+    let types: Vec<&str> = portals.iter().map(|p| p["account_type"].as_str().unwrap()).collect();
+    assert!(types.iter().filter(|t| **t == "STANDARD").count() >= 2, "{ready}");
+    assert!(types.contains(&"APP_DEVELOPER"), "{ready}");
+    assert!(portals.iter().any(|p| p["id"] == 4242 && p["name"] == "From the file" && p["account_type"] == "SANDBOX"));
+    let first_standard = portals.iter().find(|p| p["account_type"] == "STANDARD").unwrap()["id"].clone();
+
+    let db = dir.join("store.db");
+    let http = no_redirects();
+    let mut connected = Vec::new();
+    for portal in [None, Some("4242")] {
+        let mut args = vec!["connect", "--tenant", "acme", "--scopes", "oauth,crm.objects.contacts.read", "--json"];
+        if let Some(p) = portal {
+            args.extend(["--portal", p]);
+        }
+        let r = fake.hubconnect(&db, &args).await;
+        assert_eq!(r.status, 0, "{}", r.stderr);
+        let url = r.json()["authorize_url"].as_str().unwrap().to_owned();
+        assert!(url.starts_with(fake.base()), "{url}");
+        let answer = http.get(&url).send().await.unwrap();
+        assert_eq!(answer.status(), 302, "instant consent");
+        let callback = answer.headers()["location"].to_str().unwrap().to_owned();
+        let r = fake.hubconnect(&db, &["complete", "--callback-url", &callback, "--json"]).await;
+        assert_eq!(r.status, 0, "{}", r.stderr);
+        connected.push(r.json());
+    }
+    assert_eq!(connected[0]["portal_id"], first_standard);
+    assert_eq!(connected[0]["account_type"], "STANDARD");
+    assert_eq!(connected[1]["portal_id"], 4242);
+    assert_eq!(connected[1]["account_type"], "SANDBOX");
+    let id = connected[0]["id"].as_str().unwrap();
+    let r = fake.hubconnect(&db, &["refresh", id, "--force", "--json"]).await;
+    assert_eq!(r.status, 0, "{}", r.stderr);
+
+    let counts: Value = serde_json::from_str(
+        &http.get(format!("{}/__fake/requests", fake.base())).send().await.unwrap().text().await.unwrap(),
+    )
+    .unwrap();
+    assert_eq!(counts["counts"]["authorize"], 2, "{counts}");
+    assert_eq!(counts["counts"]["token:authorization_code"], 2, "{counts}");
+    assert_eq!(counts["counts"]["token:refresh_token"], 1, "{counts}");
+    let bad = http
+        .post(format!("{}/__fake/scenario", fake.base()))
+        .header("content-type", "application/json")
+        .body(r#"{"rotation": "sometimes"}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bad.status(), 400);
+    assert!(bad.text().await.unwrap().contains("\"field\":\"rotation\""));
+
+    assert_eq!(fake.stop("TERM").await, 0, "a clean stop on SIGTERM");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// `hubconnect fake --interactive` answers the consent page, and stops cleanly on SIGINT; bad flags and a bad
+/// scenario file are refused with exit status 1.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_interactive_fake_server_shows_the_consent_page_and_stops_on_sigint() {
+    let fake = FakeServer::start(&["--interactive", "--client-id", "my-app", "--client-secret", "my-secret"]).await;
+    assert_eq!(fake.ready["redirect_uris"], serde_json::json!(["http://localhost:3000/oauth/callback"]));
+    assert_eq!((&fake.ready["client_id"], &fake.ready["client_secret"]), (&"my-app".into(), &"my-secret".into()));
+    let mut url = url::Url::parse(&format!("{}/oauth/authorize", fake.base())).unwrap();
+    url.query_pairs_mut()
+        .append_pair("client_id", fake.ready["client_id"].as_str().unwrap())
+        .append_pair("redirect_uri", "http://localhost:3000/oauth/callback")
+        .append_pair("scope", "oauth");
+    let answer = no_redirects().get(url).send().await.unwrap();
+    assert_eq!(answer.status(), 200);
+    let page = answer.text().await.unwrap();
+    assert!(page.contains("Choose an account") && page.contains("Connect app") && page.contains("Cancel"), "{page}");
+    assert_eq!(fake.stop("INT").await, 0, "a clean stop on SIGINT");
+
+    let e = Env::new().await;
+    // Only `fake` registers several redirect URIs; every other command takes one.
+    let twice = e.run(&["--redirect-uri", "https://other.example/cb", "connect", "--tenant", "t", "--json"]).await;
+    assert_error(&twice, "INVALID_CONFIG");
+    let refused = e.raw(&["fake".into(), "--listen".into(), "0.0.0.0:0".into()], &[]).await;
+    assert_error(&refused, "INVALID_CONFIG");
+    assert!(refused.stderr.contains("loopback"), "{}", refused.stderr);
+    let file = e.db.with_extension("json");
+    std::fs::write(&file, r#"{"portals": [{"id": 1, "account_type": "GOLD"}]}"#).unwrap();
+    let refused = e.raw(&["fake".into(), "--scenario".into(), file.display().to_string()], &[]).await;
+    assert_error(&refused, "INVALID_CONFIG");
+    assert!(refused.stderr.contains("portals[0].account_type"), "{}", refused.stderr);
+    let _ = std::fs::remove_file(&file);
+}

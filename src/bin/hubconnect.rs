@@ -54,9 +54,9 @@ struct Global {
     /// Read the app's client secret from this file.
     #[arg(long, global = true, env = "HUBSPOT_CLIENT_SECRET_FILE")]
     client_secret_file: Option<std::path::PathBuf>,
-    /// The app's redirect URI.
+    /// The app's redirect URI (`fake` takes it more than once: every URL the fake's app registers).
     #[arg(long, global = true, env = "HUBSPOT_REDIRECT_URI", default_value = "http://localhost:3000/oauth/callback")]
-    redirect_uri: String,
+    redirect_uri: Vec<String>,
     /// HubSpot's login host.
     #[arg(long, global = true, env = "HUBSPOT_AUTH_BASE", default_value = "https://app.hubspot.com")]
     auth_base: String,
@@ -155,6 +155,20 @@ enum Command {
     },
     /// The whole story against the built-in fake HubSpot, step by step.
     Demo,
+    /// Serve the fake HubSpot (login and API hosts, and the control API /__fake/*) until SIGINT or SIGTERM;
+    /// prints one JSON line when ready: base_url, client_id, client_secret, redirect_uris, portals.
+    Fake {
+        /// Listen on this address (host:port, a loopback one: the fake speaks plain http).
+        #[arg(long, default_value = "127.0.0.1:0")]
+        listen: String,
+        /// A scenario (JSON: portals, user, refuse_scopes, decline, rotation, access_token_ttl, failures) to start
+        /// with.
+        #[arg(long)]
+        scenario: Option<std::path::PathBuf>,
+        /// Answer the authorize step with the clickable consent page instead of consenting at once.
+        #[arg(long)]
+        interactive: bool,
+    },
 }
 
 type Manager = Connections;
@@ -254,6 +268,14 @@ async fn open_redis(_: &str, _: &str) -> Result<Arc<dyn TokenStore>> {
     Err(config_error("this hubconnect was built without Redis support (feature `redis`)"))
 }
 
+/// The one redirect URI of every command but `fake`.
+fn redirect_uri(g: &Global) -> Result<String> {
+    match g.redirect_uri.as_slice() {
+        [one] => Ok(one.clone()),
+        _ => Err(config_error("give --redirect-uri once (only `fake` registers several)")),
+    }
+}
+
 /// Builds the manager. `needs_hubspot`: the command talks to HubSpot, so the client credentials are required.
 async fn manager(g: &Global, needs_hubspot: bool) -> Result<Manager> {
     let client_secret = secret_value("client secret", g.client_secret.as_deref(), g.client_secret_file.as_deref())?;
@@ -271,7 +293,7 @@ async fn manager(g: &Global, needs_hubspot: bool) -> Result<Manager> {
         warn_if_unencrypted(g)?;
     }
     let version: ApiVersion = g.api_version.parse()?;
-    let connector = HubSpotConnector::builder(id, ClientSecret::new(secret), g.redirect_uri.clone())
+    let connector = HubSpotConnector::builder(id, ClientSecret::new(secret), redirect_uri(g)?)
         .auth_base(g.auth_base.clone())
         .eu_auth_base(g.auth_base.replace("app.hubspot.com", "app-eu1.hubspot.com"))
         .api_base(g.api_base.clone())
@@ -434,6 +456,126 @@ async fn run(cli: Cli) -> Result<Output> {
             })
         }
         Command::Demo => demo().await,
+        Command::Fake { .. } => Err(config_error("`fake` runs until stopped and prints its own line")),
+    }
+}
+
+/// The portals `hubconnect fake` starts with (before its `--scenario`): two standard accounts (one in the EU) and
+/// the app developer's own account.
+const FAKE_PORTALS: &str = r#"{"portals": [
+    {"id": 62515, "name": "Acme Inc", "account_type": "STANDARD"},
+    {"id": 62516, "name": "Acme Europe", "account_type": "STANDARD", "eu": true},
+    {"id": 62517, "name": "Acme Developer", "account_type": "APP_DEVELOPER"}
+]}"#;
+
+/// Whether every address `listen` names is a loopback one; the addresses.
+fn loopback_addresses(listen: &str) -> Result<Vec<std::net::SocketAddr>> {
+    use std::net::ToSocketAddrs as _;
+    let addrs: Vec<_> = listen
+        .to_socket_addrs()
+        .map_err(|e| config_error(format!("--listen {listen:?} is not a host:port address: {e}")))?
+        .collect();
+    if addrs.is_empty() || addrs.iter().any(|a| !a.ip().is_loopback()) {
+        return Err(config_error(format!(
+            "--listen {listen:?}: the fake speaks plain http, so it listens on loopback addresses only \
+             (127.0.0.1, [::1], localhost)"
+        )));
+    }
+    Ok(addrs)
+}
+
+/// `hubconnect fake`: serves the fake HubSpot until SIGINT or SIGTERM, after one JSON line on stdout.
+async fn serve_fake(g: &Global, listen: &str, scenario: Option<&std::path::Path>, interactive: bool) -> Result<()> {
+    use hubspot_connect::testing::{AppRegistration, Scenario};
+    let signals = StopSignals::new()?;
+    let addrs = loopback_addresses(listen)?;
+    let mut start =
+        Scenario::from_json(FAKE_PORTALS).map_err(|e| config_error(format!("the built-in portals: {e}")))?;
+    if let Some(path) = scenario {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| config_error(format!("cannot read the scenario {}: {}", path.display(), e.kind())))?;
+        start.merge(
+            Scenario::from_json(&text)
+                .map_err(|e| config_error(format!("the scenario {} is refused: {e}", path.display())))?,
+        );
+    }
+    let mut app = AppRegistration::default();
+    let client_secret = secret_value("client secret", g.client_secret.as_deref(), g.client_secret_file.as_deref())?;
+    if let Some(id) = g.client_id.as_ref().filter(|id| !id.trim().is_empty()) {
+        app.client_id = id.clone();
+    }
+    if let Some(secret) = client_secret.filter(|s| !s.is_empty()) {
+        app.client_secret = secret;
+    }
+    app.redirect_uris = g.redirect_uri.clone();
+    let listener = std::net::TcpListener::bind(addrs.as_slice())
+        .map_err(|e| config_error(format!("cannot listen on {listen}: {e}")))?;
+    let fake = FakeHubSpot::builder()
+        .app(app)
+        .listener(listener)
+        .interactive(interactive)
+        .control_api(true)
+        .record_requests(false)
+        .scenario(start)
+        .start()
+        .await;
+    let portals: Vec<Value> = fake
+        .portals()
+        .iter()
+        .map(|p| json!({"id": p.id, "name": p.name, "account_type": p.account_type.as_str()}))
+        .collect();
+    let ready = json!({
+        "base_url": fake.uri(),
+        "client_id": fake.client_id(),
+        "client_secret": fake.client_secret(),
+        "redirect_uris": fake.app().redirect_uris,
+        "portals": portals,
+    });
+    {
+        use std::io::Write as _;
+        let mut stdout = std::io::stdout().lock();
+        writeln!(stdout, "{ready}")
+            .and_then(|()| stdout.flush())
+            .map_err(|e| config_error(format!("cannot print the ready line: {e}")))?;
+    }
+    signals.wait().await;
+    drop(fake);
+    Ok(())
+}
+
+/// SIGINT and SIGTERM, caught from the moment this is built (before the server starts, so that an early signal
+/// still stops it cleanly).
+struct StopSignals {
+    #[cfg(unix)]
+    term: tokio::signal::unix::Signal,
+    #[cfg(unix)]
+    int: tokio::signal::unix::Signal,
+}
+
+impl StopSignals {
+    fn new() -> Result<StopSignals> {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{SignalKind, signal};
+            let error = |e: std::io::Error| config_error(format!("cannot catch SIGINT and SIGTERM: {e}"));
+            Ok(StopSignals {
+                term: signal(SignalKind::terminate()).map_err(error)?,
+                int: signal(SignalKind::interrupt()).map_err(error)?,
+            })
+        }
+        #[cfg(not(unix))]
+        Ok(StopSignals {})
+    }
+
+    /// Waits for the first of them.
+    async fn wait(mut self) {
+        #[cfg(unix)]
+        tokio::select! {
+            _ = self.term.recv() => {}
+            _ = self.int.recv() => {}
+        }
+        #[cfg(not(unix))]
+        let _ = tokio::signal::ctrl_c().await;
     }
 }
 
@@ -521,12 +663,18 @@ async fn demo() -> Result<Output> {
 async fn main() -> ExitCode {
     let cli = Cli::parse();
     let json_out = cli.global.json;
-    match run(cli).await {
+    let result = match &cli.command {
+        Command::Fake { listen, scenario, interactive } => {
+            serve_fake(&cli.global, listen, scenario.as_deref(), *interactive).await.map(|()| None)
+        }
+        _ => run(cli).await.map(Some),
+    };
+    match result {
         Ok(out) => {
-            if json_out {
-                println!("{}", out.json);
-            } else {
-                println!("{}", out.text);
+            match out {
+                Some(out) if json_out => println!("{}", out.json),
+                Some(out) => println!("{}", out.text),
+                None => {}
             }
             ExitCode::SUCCESS
         }

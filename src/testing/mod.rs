@@ -20,6 +20,8 @@
 //! | situation | helper |
 //! |---|---|
 //! | the user approves the install | [`consent`](FakeHubSpot::consent) the authorize URL: you get the redirect with `code` and `state` |
+//! | a person, or a headless browser, clicks through HubSpot's consent screen (choose an account, "Connect app" or "Cancel") | [`set_interactive`](FakeHubSpot::set_interactive), or [`FakeHubSpotBuilder::interactive`] |
+//! | another program, in any language, drives the fake (`hubconnect fake`) | [`FakeHubSpotBuilder::listener`], [`control_api`](FakeHubSpotBuilder::control_api) and a [`Scenario`] in JSON |
 //! | your app's own client id, redirect URLs, required and optional scopes | start with [`FakeHubSpot::builder`]`.app(`[`AppRegistration`]`)`; check refusals with [`codes_issued`](FakeHubSpot::codes_issued) |
 //! | the user installs into a given account, or an EU / developer / sandbox account | [`add_portal`](FakeHubSpot::add_portal) a [`FakePortal`] (`.eu()`, `.account_type(..)`), preselect it with `/oauth/{portalId}/authorize` |
 //! | another user installs | [`set_user`](FakeHubSpot::set_user) |
@@ -182,11 +184,13 @@
 // - the responders, `oauth` and `crm`, each turning a request into an answer;
 // - `responder`: which request is which endpoint, failures injected, the mocks mounted;
 // - this module: `FakeHubSpot`, the handle a test holds.
+mod control;
 mod crm;
 mod oauth;
 mod random;
 mod request;
 mod responder;
+mod scenario;
 mod state;
 mod types;
 mod wire;
@@ -200,6 +204,7 @@ use wiremock::MockServer;
 use crate::clock::{Clock, SystemClock};
 use crate::{ClientSecret, HubSpotConnector, hubspot::HubSpotConnectorBuilder};
 
+pub use scenario::{Scenario, ScenarioError, ScenarioFailure};
 pub use types::{
     AppRegistration, DeadIntrospection, Decline, Endpoint, ErrorStyle, Failure, FakeAccountType, FakeError, FakePortal,
     FakeUser, IssuedTokens, Reinstall, Rotation, TokenFields,
@@ -287,6 +292,11 @@ impl fmt::Debug for FakeHubSpot {
 pub struct FakeHubSpotBuilder {
     clock: Option<Arc<dyn Clock>>,
     app: AppRegistration,
+    listener: Option<Arc<std::net::TcpListener>>,
+    interactive: bool,
+    control_api: bool,
+    record_requests: bool,
+    scenario: Scenario,
 }
 
 impl FakeHubSpotBuilder {
@@ -302,12 +312,67 @@ impl FakeHubSpotBuilder {
         self
     }
 
-    /// Starts the fake on a loopback port.
+    /// Serves on this socket instead of a random loopback port (e.g. one bound to a fixed port, for a browser or
+    /// another program). The fake's [`uri`](FakeHubSpot::uri) is `http://` and the socket's address.
+    pub fn listener(mut self, listener: std::net::TcpListener) -> Self {
+        self.listener = Some(Arc::new(listener));
+        self
+    }
+
+    /// Answers the authorize step with the clickable consent page instead of consenting at once (see
+    /// [`FakeHubSpot::set_interactive`]). Default `false`.
+    pub fn interactive(mut self, interactive: bool) -> Self {
+        self.interactive = interactive;
+        self
+    }
+
+    /// Serves the control API under `/__fake/` (not part of HubSpot), for programs that drive a fake they did
+    /// not start: `POST /__fake/scenario` merges a [`Scenario`] (a malformed one is a `400` naming the field);
+    /// `POST /__fake/uninstall` `{"portal_id": N}` revokes every refresh token of that portal (access tokens stay
+    /// valid until they expire); `POST /__fake/reset` goes back to the start; `GET /__fake/requests` answers
+    /// `{"counts": {"authorize", "token:authorization_code", "token:refresh_token", "token:client_credentials",
+    /// "introspect", "revoke", "account_info", "crm"}}`. Default `false`: those paths are HubSpot's `404`.
+    pub fn control_api(mut self, control_api: bool) -> Self {
+        self.control_api = control_api;
+        self
+    }
+
+    /// Whether the underlying [`MockServer`] keeps every request it receives (for
+    /// [`MockServer::received_requests`]). Default `true`; a long-running server turns it off.
+    pub fn record_requests(mut self, record: bool) -> Self {
+        self.record_requests = record;
+        self
+    }
+
+    /// A scenario applied at the start, and again on each reset of the control API.
+    pub fn scenario(mut self, scenario: Scenario) -> Self {
+        self.scenario = scenario;
+        self
+    }
+
+    /// Starts the fake, on a loopback port unless a [`listener`](Self::listener) was given.
+    ///
+    /// # Panics
+    /// When the given listener cannot be duplicated (the process is out of file descriptors).
     pub async fn start(self) -> FakeHubSpot {
         let clock = self.clock.unwrap_or_else(|| Arc::new(SystemClock));
-        let server = MockServer::start().await;
-        let shared = Arc::new(Shared::new(clock, self.app.clone()));
-        responder::mount(&server, &shared).await;
+        let server = match (&self.listener, self.record_requests) {
+            (None, true) => MockServer::start().await,
+            (listener, record) => {
+                let mut builder = MockServer::builder();
+                if let Some(listener) = listener {
+                    // A cloned builder shares the socket: each start serves a duplicate of it.
+                    builder = builder.listener(listener.try_clone().expect("duplicate the fake's listening socket"));
+                }
+                if !record {
+                    builder = builder.disable_request_recording();
+                }
+                builder.start().await
+            }
+        };
+        let state = state::State::started(self.app.clone(), self.scenario, self.interactive);
+        let shared = Arc::new(Shared::new(clock, state));
+        responder::mount(&server, &shared, self.control_api).await;
         FakeHubSpot { inner: Arc::new(Inner { server: Some(server), shared, app: self.app }) }
     }
 }
@@ -315,7 +380,15 @@ impl FakeHubSpotBuilder {
 impl FakeHubSpot {
     /// A builder, to start a fake with another clock or app registration.
     pub fn builder() -> FakeHubSpotBuilder {
-        FakeHubSpotBuilder { clock: None, app: AppRegistration::default() }
+        FakeHubSpotBuilder {
+            clock: None,
+            app: AppRegistration::default(),
+            listener: None,
+            interactive: false,
+            control_api: false,
+            record_requests: true,
+            scenario: Scenario::default(),
+        }
     }
 
     /// Starts a fake HubSpot on the system clock, with the default [`AppRegistration`].
@@ -384,9 +457,20 @@ impl FakeHubSpot {
     // ---- the world ----
 
     /// Adds a portal, or replaces the one with the same id. Portal 62515 (standard, North America) exists from the
-    /// start and is the one chosen when the authorize URL names none.
+    /// start and is the one instant consent chooses when the authorize URL names none (while it is a standard
+    /// account; otherwise the first standard portal by id).
     pub fn add_portal(&self, portal: FakePortal) {
         self.state().portals.insert(portal.id, portal);
+    }
+
+    /// Every portal, by id.
+    pub fn portals(&self) -> Vec<FakePortal> {
+        self.state().portals.values().cloned().collect()
+    }
+
+    /// Merges a [`Scenario`]: its portals added or replaced, the switches it names set, its failures queued.
+    pub fn apply(&self, scenario: &Scenario) {
+        self.state().apply(scenario);
     }
 
     /// Sets the user who consents next (and whom [`issue`](Self::issue) installs as).
@@ -402,6 +486,19 @@ impl FakeHubSpot {
         self.state().refused = scopes.iter().map(|s| (*s).to_owned()).collect();
     }
 
+    /// Whether the authorize step shows a consent page a person (or a headless browser) clicks through, as
+    /// HubSpot's does, instead of consenting at once. The page (`200` HTML) has the heading "Choose an account"
+    /// with one radio button per portal (`name="portal_id"`, labelled by the portal's name, its id and account
+    /// type beside it), the requested scopes under "Required scopes" (`scope`) and "Optional scopes"
+    /// (`optional_scope`), and the buttons "Connect app" and "Cancel". A portal preselected with
+    /// `/oauth/{portalId}/authorize` skips the picker. The form posts back to the same path, where the request
+    /// is checked again in full, and answers as instant consent would: `302` to the redirect URI with `code` and
+    /// `state`, or with `error=access_denied` after "Cancel". A [`decline`](Self::decline) switch other than
+    /// [`Decline::Consent`] still applies at once. [`consent`](Self::consent) does not click: it fails on the page.
+    pub fn set_interactive(&self, interactive: bool) {
+        self.state().interactive = interactive;
+    }
+
     /// What the user does on the consent screen from now on.
     pub fn decline(&self, decline: Decline) {
         self.state().decline = decline;
@@ -414,7 +511,7 @@ impl FakeHubSpot {
     ///
     /// # Errors
     /// [`FakeError::NoRedirect`] when the page answers anything but a `302` (declined without redirect, a bad
-    /// `client_id`, an unknown portal), [`FakeError::BadLocation`] when the `302` has no usable `Location`,
+    /// `client_id`, an unknown portal, the consent page in [interactive](Self::set_interactive) mode), [`FakeError::BadLocation`] when the `302` has no usable `Location`,
     /// [`FakeError::InvalidUrl`] and [`FakeError::Request`] when the URL cannot be fetched.
     pub async fn consent(&self, authorize_url: &str) -> Result<url::Url, FakeError> {
         let mut url = url::Url::parse(authorize_url).map_err(|e| FakeError::InvalidUrl(e.to_string()))?;

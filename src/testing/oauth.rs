@@ -7,20 +7,27 @@ use url::Url;
 use wiremock::Request;
 
 use super::request::{bearer, first, is_form};
-use super::state::{AccessLookup, Challenge, DEFAULT_PORTAL, Grant, State, TokenError};
-use super::types::{AppRegistration, DeadIntrospection, Decline};
+use super::state::{AccessLookup, Challenge, Grant, State, TokenError};
+use super::types::{AppRegistration, DeadIntrospection, Decline, FakePortal};
 use super::wire::{self, AccessDescription, Answer, Generation};
 
 // ---- authorize ----
 
 /// `GET /oauth[/{portalId}]/authorize`: checks the request, then plays the user: a `302` to the redirect URI
-/// with a code (or an error), or an HTML page.
-pub(crate) fn authorize(url: &Url, query: &[(String, String)], state: &mut State, now: SystemTime) -> Answer {
+/// with a code (or an error), or an HTML page. In interactive mode a `GET` answers the consent page and the page's
+/// form comes back as a `POST` to the same path (`query` is then the form body), checked again in full.
+pub(crate) fn authorize(
+    url: &Url,
+    submitted: bool,
+    query: &[(String, String)],
+    state: &mut State,
+    now: SystemTime,
+) -> Answer {
     let chosen = url.path().strip_prefix("/oauth/").and_then(|rest| rest.strip_suffix("/authorize"));
-    let portal_id = match chosen {
-        None => DEFAULT_PORTAL,
+    let preselected = match chosen {
+        None => None,
         Some(segment) => match segment.parse::<u64>() {
-            Ok(id) if state.portals.contains_key(&id) => id,
+            Ok(id) if state.portals.contains_key(&id) => Some(id),
             _ => {
                 return Answer::html(
                     404,
@@ -45,7 +52,16 @@ pub(crate) fn authorize(url: &Url, query: &[(String, String)], state: &mut State
         }
     };
     let state_param = first(query, "state");
-    match state.decline {
+    let decline = if submitted {
+        match first(query, "action") {
+            Some("connect") => Decline::Consent,
+            Some("cancel") => Decline::WithRedirect,
+            _ => return Answer::html(400, "Authorization failed", "Choose \"Connect app\" or \"Cancel\"."),
+        }
+    } else {
+        state.decline
+    };
+    match decline {
         Decline::Consent => {}
         Decline::WithRedirect => {
             {
@@ -66,6 +82,29 @@ pub(crate) fn authorize(url: &Url, query: &[(String, String)], state: &mut State
             );
         }
     }
+    if state.interactive && !submitted {
+        let portals: Vec<FakePortal> = match preselected {
+            Some(id) => vec![state.portal(id)],
+            None => state.portals.values().cloned().collect(),
+        };
+        let page = wire::ConsentPage {
+            action: url.path(),
+            portals: &portals,
+            preselected: preselected.is_some(),
+            user: &state.user.email,
+            fields: query,
+        };
+        return wire::consent_page(&page);
+    }
+    let portal_id = match (preselected, submitted) {
+        (Some(id), _) => id,
+        (None, false) => state.instant_portal(),
+        (None, true) => match first(query, "portal_id").and_then(|p| p.parse::<u64>().ok()) {
+            Some(id) if state.portals.contains_key(&id) => id,
+            Some(_) => return Answer::html(400, "Choose an account", "That account does not exist."),
+            None => return Answer::html(400, "Choose an account", "Choose the account to connect the app to."),
+        },
+    };
     let requested =
         scope.split_whitespace().chain(first(query, "optional_scope").unwrap_or_default().split_whitespace());
     let grant = Grant { portal_id, user: state.user.clone(), scopes: state.granted(requested) };

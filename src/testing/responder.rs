@@ -11,10 +11,11 @@ use super::request::{form_of, path_token};
 use super::state::{Shared, State};
 use super::types::{Endpoint, ErrorStyle, Failure};
 use super::wire::{self, Answer, Generation};
-use super::{crm, oauth};
+use super::{control, crm, oauth};
 
-/// Mounts one [`Responder`] per endpoint on `server`, all answering from `shared`.
-pub(crate) async fn mount(server: &MockServer, shared: &Arc<Shared>) {
+/// Mounts one [`Responder`] per endpoint on `server`, all answering from `shared`, and with `control_api` the
+/// control API under `/__fake/`.
+pub(crate) async fn mount(server: &MockServer, shared: &Arc<Shared>, control_api: bool) {
     for endpoint in Endpoint::ALL {
         let mock = match endpoint {
             Endpoint::Authorize => Mock::given(method("GET")).and(path_regex(r"^/oauth/(?:[^/]+/)?authorize$")),
@@ -44,6 +45,20 @@ pub(crate) async fn mount(server: &MockServer, shared: &Arc<Shared>) {
             .mount(server)
             .await;
     }
+    // The consent page's form posts back to the authorize path (interactive mode).
+    Mock::given(method("POST"))
+        .and(path_regex(r"^/oauth/(?:[^/]+/)?authorize$"))
+        .respond_with(Responder { shared: Arc::clone(shared), endpoint: Endpoint::Authorize })
+        .named("fake HubSpot: POST /oauth/authorize (the consent page's form)")
+        .mount(server)
+        .await;
+    if control_api {
+        Mock::given(path_regex(r"^/__fake/"))
+            .respond_with(Control { shared: Arc::clone(shared) })
+            .named("fake HubSpot: the control API (/__fake/*)")
+            .mount(server)
+            .await;
+    }
     // Last of all, below every mock a test may add: anything unrouted gets HubSpot's JSON 404.
     Mock::given(any())
         .respond_with(NotFound)
@@ -60,6 +75,26 @@ struct NotFound;
 impl Respond for NotFound {
     fn respond(&self, _request: &Request) -> ResponseTemplate {
         wire::route_not_found().into_template()
+    }
+}
+
+/// Answers the control API from the shared state.
+struct Control {
+    shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for Control {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Control").finish_non_exhaustive()
+    }
+}
+
+impl Respond for Control {
+    fn respond(&self, request: &Request) -> ResponseTemplate {
+        if request.body.len() > MAX_BODY {
+            return wire::body_too_large().into_template();
+        }
+        control::handle(request, &mut self.shared.lock()).into_template()
     }
 }
 
@@ -145,7 +180,7 @@ fn handle(
     now: SystemTime,
 ) -> Answer {
     match endpoint {
-        Endpoint::Authorize => oauth::authorize(&request.url, form, state, now),
+        Endpoint::Authorize => oauth::authorize(&request.url, request.method == http::Method::POST, form, state, now),
         Endpoint::TokenV1 => oauth::token(Generation::V1, request, form, state, now),
         Endpoint::Token202603 => oauth::token(Generation::V2026_03, request, form, state, now),
         Endpoint::TokenV3 => oauth::token(Generation::V3, request, form, state, now),

@@ -456,7 +456,8 @@ pub enum TokenFields {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 #[non_exhaustive]
 pub enum Endpoint {
-    /// `GET /oauth/authorize` and `GET /oauth/{portalId}/authorize` (the consent page).
+    /// `GET /oauth/authorize` and `GET /oauth/{portalId}/authorize` (the consent page), and in interactive mode
+    /// the page's form posted back to the same path.
     Authorize,
     /// `POST /oauth/v1/token`.
     TokenV1,

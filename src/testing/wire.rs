@@ -10,7 +10,7 @@ use wiremock::ResponseTemplate;
 use super::random;
 use super::state::crm::{FakeObject, Limited, default_properties, last_modified_property, singular};
 use super::state::{Grant, Minted, TokenError};
-use super::types::{ErrorStyle, Failure, FakePortal, TokenFields};
+use super::types::{ErrorStyle, Failure, FakeAccountType, FakePortal, TokenFields};
 use crate::clock::rfc3339;
 
 /// An HTTP answer, before it becomes a [`ResponseTemplate`].
@@ -120,7 +120,113 @@ impl Answer {
 }
 
 fn escape(text: &str) -> String {
-    text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
+    text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;").replace('\'', "&#39;")
+}
+
+/// What the consent page shows.
+#[derive(Debug)]
+pub(crate) struct ConsentPage<'a> {
+    /// The path the form posts back to (the authorize path, portal included when preselected).
+    pub(crate) action: &'a str,
+    /// The accounts to choose from, or the one preselected.
+    pub(crate) portals: &'a [FakePortal],
+    /// Whether the authorize URL preselected the portal (then there is no picker).
+    pub(crate) preselected: bool,
+    /// The signed-in user's email.
+    pub(crate) user: &'a str,
+    /// The authorize request's fields; those of the OAuth protocol are carried in hidden inputs.
+    pub(crate) fields: &'a [(String, String)],
+}
+
+/// The OAuth fields the consent page's form carries back.
+const CARRIED: [&str; 7] =
+    ["client_id", "redirect_uri", "scope", "optional_scope", "state", "code_challenge", "code_challenge_method"];
+
+fn account_kind(portal: &FakePortal) -> &str {
+    match portal.account_type {
+        FakeAccountType::Standard => "Standard account",
+        FakeAccountType::DeveloperTest => "Developer test account",
+        FakeAccountType::Sandbox => "Sandbox account",
+        FakeAccountType::AppDeveloper => "Developer account",
+        _ => portal.account_type.as_str(),
+    }
+}
+
+/// HubSpot's consent screen, simplified: "Choose an account" (one radio button per portal, labelled by its name,
+/// with its id and account type beside it) unless a portal is preselected, the requested scopes split into
+/// required and optional, and the buttons "Connect app" and "Cancel". Every text from outside is escaped.
+pub(crate) fn consent_page(page: &ConsentPage<'_>) -> Answer {
+    let mut html = String::from(
+        "<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\">\
+         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\"><title>Connect app | HubSpot</title>\
+         <style>body{font-family:sans-serif;color:#33475b;max-width:40em;margin:2em auto;padding:0 1em}\
+         ul{list-style:none;padding:0}li{margin:.4em 0}fieldset{border:1px solid #cbd6e2;border-radius:4px}\
+         .portal-id,.account-type{color:#7c98b6;font-size:.9em}.scopes li{font-family:monospace}\
+         button{font-size:1em;padding:.5em 1.2em;border-radius:3px;border:1px solid #ff7a59;cursor:pointer}\
+         button[value=connect]{background:#ff7a59;color:#fff}button[value=cancel]{background:#fff;color:#ff7a59}\
+         </style></head><body><main>",
+    );
+    let scopes = |name: &str| -> Vec<String> {
+        page.fields
+            .iter()
+            .filter(|(k, _)| k == name)
+            .flat_map(|(_, v)| v.split_whitespace().map(str::to_owned).collect::<Vec<_>>())
+            .collect()
+    };
+    html.push_str(&format!("<form method=\"post\" action=\"{}\">", escape(page.action)));
+    match (page.preselected, page.portals.first()) {
+        (true, Some(portal)) => html.push_str(&format!(
+            "<h1>Connect app to {}</h1><p class=\"portal\" data-portal-id=\"{}\" data-account-type=\"{}\">\
+             {} <span class=\"portal-id\">{}</span> <span class=\"account-type\">{}</span></p>",
+            escape(&portal.name),
+            portal.id,
+            escape(portal.account_type.as_str()),
+            escape(&portal.name),
+            portal.id,
+            escape(account_kind(portal)),
+        )),
+        _ => {
+            html.push_str("<h1>Choose an account</h1><fieldset><legend>Accounts</legend><ul class=\"portals\">");
+            for portal in page.portals {
+                html.push_str(&format!(
+                    "<li data-portal-id=\"{id}\" data-account-type=\"{kind}\"><input type=\"radio\" \
+                     name=\"portal_id\" value=\"{id}\" id=\"portal-{id}\" required> <label for=\"portal-{id}\">\
+                     {name}</label> <span class=\"portal-id\">{id}</span> <span class=\"account-type\">{human}</span>\
+                     </li>",
+                    id = portal.id,
+                    kind = escape(portal.account_type.as_str()),
+                    name = escape(&portal.name),
+                    human = escape(account_kind(portal)),
+                ));
+            }
+            html.push_str("</ul></fieldset>");
+        }
+    }
+    html.push_str(&format!("<p>Signed in as {}</p>", escape(page.user)));
+    for (title, list) in [("Required scopes", scopes("scope")), ("Optional scopes", scopes("optional_scope"))] {
+        if list.is_empty() {
+            continue;
+        }
+        html.push_str(&format!("<h2>{title}</h2><ul class=\"scopes\">"));
+        for scope in list {
+            html.push_str(&format!("<li>{}</li>", escape(&scope)));
+        }
+        html.push_str("</ul>");
+    }
+    for (name, value) in page.fields.iter().filter(|(k, _)| CARRIED.contains(&k.as_str())) {
+        html.push_str(&format!("<input type=\"hidden\" name=\"{}\" value=\"{}\">", escape(name), escape(value)));
+    }
+    html.push_str(
+        "<button type=\"submit\" name=\"action\" value=\"connect\">Connect app</button> \
+         <button type=\"submit\" name=\"action\" value=\"cancel\" formnovalidate>Cancel</button>\
+         </form></main></body></html>",
+    );
+    Answer {
+        status: 200,
+        content_type: Some("text/html;charset=utf-8".to_owned()),
+        headers: vec![("Cache-Control".to_owned(), "no-store".to_owned())],
+        body: html.into_bytes(),
+    }
 }
 
 /// HubSpot's generic error body, the specs' `Error` schema.

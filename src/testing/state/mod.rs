@@ -16,9 +16,10 @@ use sha2::{Digest as _, Sha256};
 
 use self::crm::Crm;
 use super::random;
+use super::scenario::Scenario;
 use super::types::{
-    AppRegistration, DeadIntrospection, Decline, Endpoint, ErrorStyle, Failure, FakePortal, FakeUser, Reinstall,
-    Rotation, TokenFields,
+    AppRegistration, DeadIntrospection, Decline, Endpoint, ErrorStyle, Failure, FakeAccountType, FakePortal, FakeUser,
+    Reinstall, Rotation, TokenFields,
 };
 use crate::clock::Clock;
 
@@ -32,8 +33,8 @@ pub(crate) struct Shared {
 }
 
 impl Shared {
-    pub(crate) fn new(clock: Arc<dyn Clock>, app: AppRegistration) -> Self {
-        Self { clock, state: Mutex::new(State::with_app(app)) }
+    pub(crate) fn new(clock: Arc<dyn Clock>, state: State) -> Self {
+        Self { clock, state: Mutex::new(state) }
     }
 
     /// Locks the state, recovering from a panic in another holder (the state stays usable).
@@ -183,6 +184,10 @@ pub(crate) struct State {
     pub(crate) dead_introspection: DeadIntrospection,
     pub(crate) revoke_status: u16,
     pub(crate) token_fields: TokenFields,
+    /// Whether the authorize step shows the consent page instead of consenting at once.
+    pub(crate) interactive: bool,
+    /// The scenario applied at the start, applied again by [`State::reset`].
+    start: Scenario,
     failures: HashMap<Endpoint, VecDeque<Failure>>,
     counts: HashMap<Endpoint, usize>,
     last_forms: HashMap<Endpoint, Vec<(String, String)>>,
@@ -224,6 +229,8 @@ impl State {
             dead_introspection: DeadIntrospection::default(),
             revoke_status: 200,
             token_fields: TokenFields::default(),
+            interactive: false,
+            start: Scenario::default(),
             failures: HashMap::new(),
             counts: HashMap::new(),
             last_forms: HashMap::new(),
@@ -238,6 +245,47 @@ impl State {
             next_family: 1,
             installs: HashMap::new(),
             app_tokens: HashMap::new(),
+        }
+    }
+
+    /// A fresh world for `app`, with `start` applied (and applied again on every [`reset`](Self::reset)).
+    pub(crate) fn started(app: AppRegistration, start: Scenario, interactive: bool) -> Self {
+        let mut state = Self::with_app(app);
+        state.apply(&start);
+        state.start = start;
+        state.interactive = interactive;
+        state
+    }
+
+    /// Back to the start: the app, the start scenario and the consent mode stay; everything else is new.
+    pub(crate) fn reset(&mut self) {
+        let app = self.app.clone();
+        let start = std::mem::take(&mut self.start);
+        *self = Self::started(app, start, self.interactive);
+    }
+
+    /// Merges a scenario: portals added or replaced, the switches it names set, its failures queued.
+    pub(crate) fn apply(&mut self, scenario: &Scenario) {
+        for portal in &scenario.portals {
+            self.portals.insert(portal.id, portal.clone());
+        }
+        if let Some(user) = &scenario.user {
+            self.user = user.clone();
+        }
+        if let Some(refused) = &scenario.refuse_scopes {
+            self.refused = refused.clone();
+        }
+        if let Some(decline) = scenario.decline {
+            self.decline = decline;
+        }
+        if let Some(rotation) = scenario.rotation {
+            self.rotation = rotation;
+        }
+        if let Some(ttl) = scenario.access_token_ttl {
+            self.access_ttl = ttl;
+        }
+        for f in &scenario.failures {
+            self.queue_failure(f.endpoint, f.failure.clone(), f.times);
         }
     }
 
@@ -321,6 +369,16 @@ impl State {
             }
         }
         granted
+    }
+
+    /// The portal instant consent picks when the authorize URL names none: [`DEFAULT_PORTAL`] while it is a
+    /// standard account, else the first standard one (by id), else [`DEFAULT_PORTAL`].
+    pub(crate) fn instant_portal(&self) -> u64 {
+        let standard = |p: &FakePortal| p.account_type == FakeAccountType::Standard;
+        if self.portals.get(&DEFAULT_PORTAL).is_some_and(standard) {
+            return DEFAULT_PORTAL;
+        }
+        self.portals.values().find(|p| standard(p)).map_or(DEFAULT_PORTAL, |p| p.id)
     }
 
     // ---- codes ----
@@ -564,6 +622,13 @@ impl State {
         self.installs.remove(&portal_id);
     }
 
+    /// Revokes every refresh token of the portal; access tokens stay valid until they expire, codes stay usable.
+    pub(crate) fn revoke_refresh_tokens_of(&mut self, portal_id: u64) {
+        for record in self.refresh.values_mut().filter(|r| r.grant.portal_id == portal_id) {
+            record.revoked = true;
+        }
+    }
+
     /// The installing user is removed from HubSpot.
     pub(crate) fn remove_user(&mut self, user_id: u64) {
         self.kill(|g| g.user.id == user_id);
@@ -703,6 +768,32 @@ mod tests {
         let mut s = State::new();
         s.refused = vec!["b".into()];
         assert_eq!(s.granted(["oauth", "a", "b", "a", "", "c"]), ["oauth", "a", "c"]);
+    }
+
+    #[test]
+    fn instant_consent_picks_the_first_standard_portal() {
+        let mut s = State::new();
+        assert_eq!(s.instant_portal(), DEFAULT_PORTAL);
+        s.portals.insert(10, FakePortal::new(10).account_type(FakeAccountType::AppDeveloper));
+        s.portals.insert(20, FakePortal::new(20));
+        assert_eq!(s.instant_portal(), DEFAULT_PORTAL, "62515 while it is standard");
+        s.portals.insert(DEFAULT_PORTAL, FakePortal::new(DEFAULT_PORTAL).account_type(FakeAccountType::Sandbox));
+        assert_eq!(s.instant_portal(), 20);
+    }
+
+    #[test]
+    fn reset_goes_back_to_the_start_scenario() {
+        let start = Scenario::from_json(r#"{"portals": [{"id": 7}], "rotation": "strict"}"#).unwrap();
+        let mut s = State::started(AppRegistration::default(), start, true);
+        s.portals.insert(8, FakePortal::new(8));
+        s.rotation = Rotation::Same;
+        let c = code(&mut s, None);
+        s.reset();
+        assert_eq!(s.portals.keys().copied().collect::<Vec<_>>(), [7, DEFAULT_PORTAL]);
+        assert_eq!(s.rotation, Rotation::Strict);
+        assert!(s.interactive, "the consent mode survives a reset");
+        assert_eq!(s.codes_issued(), 0);
+        assert!(s.redeem_code(Some(&c), Some("http://localhost/cb"), None, t(0)).is_err(), "codes of before are gone");
     }
 
     #[test]
