@@ -146,7 +146,7 @@ fn postgres(c: &mut Criterion) {
     sql_compare!(c, "postgres", &rt, store, ["$1", "$2", "$3"]);
     let pool = store.pool().clone();
     rt.block_on(async {
-        for t in ["connections", "pending", "leases", "schema"] {
+        for t in ["connections", "pending", "leases", "events", "schema"] {
             sqlx::query(&format!("DROP TABLE \"{prefix}_{t}\"")).execute(&pool).await.unwrap();
         }
     });

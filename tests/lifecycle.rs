@@ -8,12 +8,13 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use hubspot_connect::store::{
-    ConnectionFilter, ConnectionStore, InsertRules, Inserted, LeaseStore, MemoryStore, PendingStore,
+    ConnectionFilter, ConnectionStore, EventCursor, EventStore, InsertRules, Inserted, LeaseStore, LoggedEvent,
+    MemoryStore, PendingStore,
 };
 use hubspot_connect::testing::{Endpoint, Failure, FakeAccountType, FakeHubSpot, FakePortal, FakeUser, Rotation};
 use hubspot_connect::{
     AccessToken, BeginOptions, Callback, Clock, Connection, ConnectionId, ConnectionStatus, Connections, Error,
-    ErrorCode, EventKind, ManualClock, Result, Scopes,
+    ErrorCode, Event, EventKind, ManualClock, Result, Scopes,
     connections::{ConnectOutcome, CredentialKind},
     connector::AccountType,
     hubspot::RetryPolicy,
@@ -97,7 +98,7 @@ async fn connect_stores_who_installed_what() {
     assert_eq!(c.expires_at, Some(w.clock.now() + Duration::from_secs(1800)));
     assert_eq!(w.stored().await, vec![c.clone()]);
     let e = events.recv().await.unwrap();
-    assert_eq!((e.kind, e.portal_id), (EventKind::Connected, 777));
+    assert_eq!((e.kind, e.portal_id), (EventKind::Connected, Some(777)));
     let by_user = w.manager.connections_installed_by("OWNER@acme.test").await.unwrap();
     assert_eq!(by_user.len(), 1);
 }
@@ -266,7 +267,7 @@ async fn refused_refresh_needs_reauth_and_reconnect_recovers() {
     assert_eq!(stored.last_error.as_ref().unwrap().code, ErrorCode::ReconnectRequired);
     let e = events.recv().await.unwrap();
     assert_eq!(e.kind, EventKind::NeedsReauth);
-    assert_eq!(e.error.unwrap().code, ErrorCode::ReconnectRequired);
+    assert_eq!(e.code, Some(ErrorCode::ReconnectRequired));
 
     // The customer reinstalls: reconnect keeps the id and recovers.
     w.fake.add_portal(FakePortal::new(62515));
@@ -437,23 +438,39 @@ impl ConnectionStore for Flaky {
     async fn get(&self, id: &ConnectionId) -> Result<Option<Connection>> {
         self.inner.get(id).await
     }
-    async fn insert(&self, c: &Connection, rules: InsertRules) -> Result<Inserted> {
-        self.inner.insert(c, rules).await
+    async fn insert_with_events(&self, c: &Connection, rules: InsertRules, events: &[Event]) -> Result<Inserted> {
+        self.inner.insert_with_events(c, rules, events).await
     }
-    async fn compare_and_swap(&self, next: &Connection) -> Result<bool> {
+    async fn compare_and_swap_with_events(&self, next: &Connection, events: &[Event]) -> Result<bool> {
         if self.cas_failures.load(Ordering::SeqCst) > 0 {
             self.cas_failures.fetch_sub(1, Ordering::SeqCst);
             return Err(Error::new(ErrorCode::StoreUnavailable, "disk full"));
         }
-        self.inner.compare_and_swap(next).await
+        self.inner.compare_and_swap_with_events(next, events).await
     }
-    async fn delete(&self, id: &ConnectionId) -> Result<bool> {
-        self.inner.delete(id).await
+    async fn delete_with_events(&self, id: &ConnectionId, events: &[Event]) -> Result<bool> {
+        self.inner.delete_with_events(id, events).await
     }
     async fn list(&self, f: &ConnectionFilter) -> Result<Vec<Connection>> {
         self.inner.list(f).await
     }
 }
+#[async_trait]
+impl EventStore for Flaky {
+    async fn append_events(&self, events: &[Event]) -> Result<()> {
+        self.inner.append_events(events).await
+    }
+    async fn events_since(&self, cursor: EventCursor, limit: usize) -> Result<Vec<LoggedEvent>> {
+        self.inner.events_since(cursor, limit).await
+    }
+    async fn history(&self, id: &ConnectionId, limit: usize) -> Result<Vec<LoggedEvent>> {
+        self.inner.history(id, limit).await
+    }
+    async fn purge_events(&self, older_than: std::time::SystemTime) -> Result<u64> {
+        self.inner.purge_events(older_than).await
+    }
+}
+
 #[async_trait]
 impl PendingStore for Flaky {
     async fn put_pending(&self, p: PendingAuthorization) -> Result<()> {

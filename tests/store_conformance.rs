@@ -849,12 +849,12 @@ mod sqlite_only {
         store.insert(&c, InsertRules::default()).await.unwrap();
         store.put_pending(pending("kept", true)).await.unwrap();
         assert!(store.try_lease("k", "A", Duration::from_secs(60), at(0)).await.unwrap());
-        assert_eq!(schema_version(&store).await, 1);
+        assert_eq!(schema_version(&store).await, SqliteStore::SCHEMA_VERSION);
         store.close().await;
 
         for _ in 0..2 {
             let store = SqliteStore::open(&file.url()).await.unwrap();
-            assert_eq!(schema_version(&store).await, 1);
+            assert_eq!(schema_version(&store).await, SqliteStore::SCHEMA_VERSION);
             let mut want = c.clone();
             want.version = 1;
             assert_eq!(store.get(&c.id).await.unwrap(), Some(want));
@@ -1052,7 +1052,7 @@ mod server_only {
 
     #[cfg(feature = "postgres")]
     pub(super) async fn drop_tables(store: &hubspot_connect::store::PostgresStore) {
-        for table in ["connections", "pending", "leases", "schema"] {
+        for table in ["connections", "pending", "leases", "events", "schema"] {
             let sql = format!("DROP TABLE IF EXISTS \"{}_{table}\"", store.prefix());
             sqlx::query(&sql).execute(store.pool()).await.unwrap();
         }

@@ -75,6 +75,22 @@ impl Dialect for Pg {
         // READ COMMITTED: each statement after this sees every insert committed before the locks were granted.
         Ok(())
     }
+
+    fn rows_affected(result: &sqlx::postgres::PgQueryResult) -> u64 {
+        result.rows_affected()
+    }
+
+    /// One advisory lock per prefix, held until commit: appends take sequence numbers one transaction at a time,
+    /// so numbers are handed out in commit order. Taken last in every transaction (after row and insert locks), so
+    /// it never closes a cycle.
+    async fn before_appending(conn: &mut PgConnection, prefix: &str) -> Result<()> {
+        sqlx::query("SELECT pg_advisory_xact_lock($1)")
+            .bind(lock_key(&[prefix.as_bytes(), b"events"]))
+            .execute(&mut *conn)
+            .await
+            .map_err(|e| store_error("waiting to append events", e))?;
+        Ok(())
+    }
 }
 
 /// Connects the pool [`PostgresStore::connect`] uses.

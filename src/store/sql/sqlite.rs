@@ -15,6 +15,7 @@ use crate::store::store_error;
 /// migration, which is all it takes to keep concurrent ones apart, in any process.
 pub(crate) struct Lite;
 
+#[async_trait::async_trait]
 impl Dialect for Lite {
     type Db = Sqlite;
     const NAME: &'static str = "SQLite";
@@ -29,6 +30,11 @@ impl Dialect for Lite {
             .replace(r#" COLLATE "C""#, "")
             .replace("LIMIT ALL", "LIMIT -1")
             .replace(" FOR UPDATE SKIP LOCKED", "")
+            .replace("BIGSERIAL PRIMARY KEY", "INTEGER PRIMARY KEY AUTOINCREMENT")
+    }
+
+    fn rows_affected(result: &sqlx::sqlite::SqliteQueryResult) -> u64 {
+        result.rows_affected()
     }
 }
 
