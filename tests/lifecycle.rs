@@ -8,13 +8,13 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use hubspot_connect::store::{
-    ConnectionFilter, ConnectionStore, EventCursor, EventStore, InsertRules, Inserted, LeaseStore, LoggedEvent,
-    MemoryStore, PendingStore,
+    ConnectionFilter, ConnectionStore, EventStore, InsertRules, Inserted, LeaseStore, LoggedEvent, MemoryStore,
+    PendingStore,
 };
 use hubspot_connect::testing::{Endpoint, Failure, FakeAccountType, FakeHubSpot, FakePortal, FakeUser, Rotation};
 use hubspot_connect::{
     AccessToken, BeginOptions, Callback, Clock, Connection, ConnectionId, ConnectionStatus, Connections, Error,
-    ErrorCode, Event, EventKind, ManualClock, Result, Scopes,
+    ErrorCode, Event, EventCursor, EventKind, ManualClock, Result, Scopes,
     connections::{ConnectOutcome, CredentialKind},
     connector::AccountType,
     hubspot::RetryPolicy,
@@ -49,6 +49,9 @@ async fn world_with(store: Arc<dyn hubspot_connect::store::TokenStore>, tune: im
     if options.plans {
         builder = builder.portal_limit(|tenant| if tenant == "free" { Some(1) } else { None });
     }
+    if let Some(retention) = options.event_retention {
+        builder = builder.event_retention(retention);
+    }
     let manager = builder.build();
     World { fake, clock, store, manager }
 }
@@ -57,6 +60,7 @@ async fn world_with(store: Arc<dyn hubspot_connect::store::TokenStore>, tune: im
 struct WorldOptions {
     max_portals: Option<usize>,
     plans: bool,
+    event_retention: Option<Duration>,
 }
 
 async fn world() -> World {
@@ -591,4 +595,111 @@ async fn hostile_return_paths_are_refused_at_begin() {
         let err = w.manager.begin("acme", &scopes(), BeginOptions::default().return_to(bad)).await.unwrap_err();
         assert_eq!(err.code(), ErrorCode::InvalidConfig, "{bad}");
     }
+}
+
+fn kinds(logged: &[LoggedEvent]) -> Vec<EventKind> {
+    logged.iter().map(|l| l.event.kind).collect()
+}
+
+#[tokio::test]
+async fn the_event_log_tells_a_connections_story_without_a_token() {
+    let w = world().await;
+    w.fake.set_user(FakeUser::new(55, "owner@acme.test"));
+    let mut live = w.manager.subscribe();
+    let c = w.connect("acme", BeginOptions::default()).await.unwrap().connection;
+    let mut tokens = vec![c.access_token.secret().to_owned(), c.refresh_token.as_ref().unwrap().secret().to_owned()];
+
+    // A passing failure, then the recovery.
+    w.clock.advance(Duration::from_secs(1600));
+    w.fake.fail(Endpoint::Token202603, Failure::ServerError, 100);
+    w.manager.access_token(&c.id).await.unwrap();
+    w.fake.reset_failures();
+    w.clock.advance(Duration::from_secs(31));
+    tokens.push(w.manager.access_token(&c.id).await.unwrap().secret().to_owned());
+
+    // Uninstalled: needs re-authorization; the customer reconnects.
+    w.clock.advance(Duration::from_secs(1600));
+    w.fake.uninstall(62515);
+    assert_eq!(w.manager.access_token(&c.id).await.unwrap_err().code(), ErrorCode::ReconnectRequired);
+    w.fake.add_portal(FakePortal::new(62515));
+    let begun = w.manager.reconnect(&c.id, &scopes(), BeginOptions::default()).await.unwrap();
+    let url = w.fake.consent(begun.authorize_url.as_str()).await.unwrap();
+    let done = w.manager.complete(&Callback::from_url(url.as_str()).unwrap()).await.unwrap();
+    tokens.push(done.connection.access_token.secret().to_owned());
+    w.manager.disconnect(&c.id).await.unwrap();
+
+    let history = w.manager.history(&c.id).await.unwrap();
+    assert_eq!(
+        kinds(&history),
+        [
+            EventKind::Connected,
+            EventKind::RefreshFailed,
+            EventKind::Refreshed,
+            EventKind::Recovered,
+            EventKind::NeedsReauth,
+            EventKind::Recovered,
+            EventKind::Reconnected,
+            EventKind::Disconnected,
+        ]
+    );
+    for l in &history {
+        let e = &l.event;
+        assert_eq!((e.tenant.as_str(), e.connection_id.as_ref(), e.portal_id), ("acme", Some(&c.id), Some(62515)));
+        assert_eq!(e.installed_by.as_deref(), Some("owner@acme.test"));
+        assert!(e.id.as_str().starts_with("evt_"));
+    }
+    let code = |n: usize| history[n].event.code;
+    assert_eq!(code(0), None);
+    assert_eq!(code(1), Some(ErrorCode::HubspotUnavailable));
+    assert_eq!(code(4), Some(ErrorCode::ReconnectRequired));
+    assert!(history[4].event.message.is_some());
+    assert_eq!(code(2), None);
+    assert_eq!(history[1].event.occurred_at, history[0].event.occurred_at + Duration::from_secs(1600));
+
+    // The whole log holds the same, and this process's subscribers saw the same events in the same order.
+    let log = w.manager.events_since(EventCursor::START, 100).await.unwrap();
+    assert_eq!(log, history);
+    for l in &log {
+        assert_eq!(live.recv().await.unwrap(), l.event);
+    }
+    assert!(live.try_recv().is_err(), "nothing broadcast that was not written");
+    let text = format!("{log:?} {}", serde_json::to_string(&log.iter().map(|l| &l.event).collect::<Vec<_>>()).unwrap());
+    for token in &tokens {
+        assert!(!text.contains(token.as_str()), "a token in the event log");
+    }
+}
+
+#[tokio::test]
+async fn a_failed_connect_is_logged_once_the_tenant_is_known() {
+    let w = world().await;
+    // A forged state names no tenant: nothing to log.
+    let forged = Callback::from_url("https://app.example/cb?code=c&state=forged").unwrap();
+    assert_eq!(w.manager.complete(&forged).await.unwrap_err().code(), ErrorCode::InvalidState);
+    assert!(w.manager.events_since(EventCursor::START, 10).await.unwrap().is_empty());
+
+    w.fake.refuse_scopes(&["crm.objects.contacts.read"]);
+    let err = w.connect("acme", BeginOptions::default()).await.unwrap_err();
+    assert_eq!(err.code(), ErrorCode::AuthScopeDenied);
+    let log = w.manager.events_since(EventCursor::START, 10).await.unwrap();
+    assert_eq!(kinds(&log), [EventKind::ConnectFailed]);
+    let e = &log[0].event;
+    assert_eq!((e.tenant.as_str(), e.connection_id.as_ref(), e.portal_id), ("acme", None, Some(62515)));
+    assert_eq!(e.code, Some(ErrorCode::AuthScopeDenied));
+    let json = serde_json::to_value(e).unwrap();
+    assert_eq!(json["type"], "connection.connect_failed");
+    assert_eq!(json["connection_id"], serde_json::Value::Null);
+    assert!(w.stored().await.is_empty(), "nothing else was written");
+}
+
+#[tokio::test]
+async fn a_sweep_purges_events_older_than_the_retention() {
+    let w = world_with(Arc::new(MemoryStore::new()), |o| o.event_retention = Some(Duration::from_secs(86_400))).await;
+    let c = w.connect("acme", BeginOptions::default()).await.unwrap().connection;
+    w.clock.advance(Duration::from_secs(2 * 86_400));
+    w.manager.sweep(hubspot_connect::connections::SweepOptions::default()).await.unwrap();
+    // The connect is two days old and gone; the sweep's refresh stays.
+    assert_eq!(kinds(&w.manager.history(&c.id).await.unwrap()), [EventKind::Refreshed]);
+    w.clock.advance(Duration::from_secs(2 * 86_400));
+    assert_eq!(w.manager.purge_events().await.unwrap(), 1);
+    assert!(w.manager.history(&c.id).await.unwrap().is_empty());
 }
