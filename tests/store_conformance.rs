@@ -705,7 +705,7 @@ mod cases {
         let c = connection("hc_a", "acme", 1);
         let connected = event(EventKind::Connected, &c, 1);
         assert_eq!(
-            store.insert_with_events(&c, rules(false, None), &[connected.clone()]).await.unwrap(),
+            store.insert_with_events(&c, rules(false, None), std::slice::from_ref(&connected)).await.unwrap(),
             Inserted::Created
         );
         let mut next = store.get(&c.id).await.unwrap().unwrap().next_version(at(2));
@@ -714,7 +714,7 @@ mod cases {
         let recovered = event(EventKind::Recovered, &next, 2);
         assert!(store.compare_and_swap_with_events(&next, &[refreshed.clone(), recovered.clone()]).await.unwrap());
         let disconnected = event(EventKind::Disconnected, &next, 3);
-        assert!(store.delete_with_events(&c.id, &[disconnected.clone()]).await.unwrap());
+        assert!(store.delete_with_events(&c.id, std::slice::from_ref(&disconnected)).await.unwrap());
         // A failed connect has no write to go with.
         let mut failed = Event::for_tenant(EventKind::ConnectFailed, "acme", at(4));
         failed.code = Some(ErrorCode::AuthScopeDenied);
