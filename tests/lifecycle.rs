@@ -703,3 +703,25 @@ async fn a_sweep_purges_events_older_than_the_retention() {
     assert_eq!(w.manager.purge_events().await.unwrap(), 1);
     assert!(w.manager.history(&c.id).await.unwrap().is_empty());
 }
+
+#[tokio::test]
+async fn a_reconnect_that_changes_the_scopes_says_so() {
+    let w = world().await;
+    w.fake.refuse_scopes(&["crm.objects.deals.read"]);
+    let c = w.connect("acme", BeginOptions::default()).await.unwrap().connection;
+    assert!(!c.scopes.iter().any(|s| s.as_str() == "crm.objects.deals.read"));
+    w.fake.refuse_scopes(&[]);
+    let begun = w.manager.reconnect(&c.id, &scopes(), BeginOptions::default()).await.unwrap();
+    let url = w.fake.consent(begun.authorize_url.as_str()).await.unwrap();
+    let done = w.manager.complete(&Callback::from_url(url.as_str()).unwrap()).await.unwrap();
+    assert!(done.connection.scopes.iter().any(|s| s.as_str() == "crm.objects.deals.read"));
+    assert_eq!(
+        kinds(&w.manager.history(&c.id).await.unwrap()),
+        [EventKind::Connected, EventKind::Reconnected, EventKind::ScopesChanged]
+    );
+    // The same scopes again: no change to report.
+    let begun = w.manager.reconnect(&c.id, &scopes(), BeginOptions::default()).await.unwrap();
+    let url = w.fake.consent(begun.authorize_url.as_str()).await.unwrap();
+    w.manager.complete(&Callback::from_url(url.as_str()).unwrap()).await.unwrap();
+    assert_eq!(w.manager.history(&c.id).await.unwrap().last().unwrap().event.kind, EventKind::Reconnected);
+}

@@ -886,7 +886,7 @@ mod cases {
 mod sqlite_only {
     use std::path::{Path, PathBuf};
 
-    use hubspot_connect::store::{ConnectionStore, LeaseStore, PendingStore, SqliteStore};
+    use hubspot_connect::store::{ConnectionStore, EventStore, LeaseStore, PendingStore, SqliteStore};
 
     use super::*;
 
@@ -1056,6 +1056,30 @@ mod sqlite_only {
         for store in stores {
             store.close().await;
         }
+    }
+
+    #[tokio::test]
+    async fn a_version_1_file_gains_the_event_log_and_keeps_its_data() {
+        let file = TempFile::new();
+        let store = SqliteStore::open(&file.url()).await.unwrap();
+        let c = connection("hc_a", "acme", 1);
+        store.insert(&c, InsertRules::default()).await.unwrap();
+        // Back to what version 1 of the schema was: no event log.
+        sqlx::query(&format!("DROP TABLE \"{}_events\"", store.prefix())).execute(store.pool()).await.unwrap();
+        sqlx::query(&format!("UPDATE \"{}_schema\" SET version = 1", store.prefix()))
+            .execute(store.pool())
+            .await
+            .unwrap();
+        store.close().await;
+
+        let store = SqliteStore::open(&file.url()).await.unwrap();
+        assert_eq!(schema_version(&store).await, SqliteStore::SCHEMA_VERSION);
+        assert_eq!(store.get(&c.id).await.unwrap().unwrap().id, c.id);
+        let next = store.get(&c.id).await.unwrap().unwrap().next_version(at(1));
+        let e = Event::new(EventKind::Refreshed, &next, at(1));
+        assert!(store.compare_and_swap_with_events(&next, std::slice::from_ref(&e)).await.unwrap());
+        assert_eq!(store.history(&c.id, 10).await.unwrap().into_iter().map(|l| l.event).collect::<Vec<_>>(), [e]);
+        store.close().await;
     }
 
     #[tokio::test]

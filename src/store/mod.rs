@@ -156,7 +156,8 @@ impl ConnectionFilter {
 ///
 /// #[derive(Debug, Default)]
 /// struct MyStore {
-///     connections: Mutex<(HashMap<ConnectionId, Connection>, Vec<LoggedEvent>)>,
+///     // The connections, the event log, and the last event position given out.
+///     connections: Mutex<(HashMap<ConnectionId, Connection>, Vec<LoggedEvent>, u64)>,
 ///     pending: Mutex<HashMap<String, PendingAuthorization>>,
 ///     leases: Mutex<HashMap<String, (String, SystemTime)>>,
 /// }
@@ -169,7 +170,7 @@ impl ConnectionFilter {
 ///     async fn insert_with_events(&self, connection: &Connection, rules: InsertRules, events: &[Event])
 ///         -> Result<Inserted> {
 ///         let mut guard = self.connections.lock().unwrap();
-///         let (all, log) = &mut *guard;
+///         let (all, log, last) = &mut *guard;
 ///         if let Some(same) = all.values().find(|c| c.tenant == connection.tenant && c.portal_id == connection.portal_id) {
 ///             return Ok(Inserted::Existing(Box::new(same.clone())));
 ///         }
@@ -185,16 +186,16 @@ impl ConnectionFilter {
 ///         let mut stored = connection.clone();
 ///         stored.version = 1;
 ///         all.insert(stored.id.clone(), stored);
-///         append(log, events);
+///         append(log, last, events);
 ///         Ok(Inserted::Created)
 ///     }
 ///     async fn compare_and_swap_with_events(&self, next: &Connection, events: &[Event]) -> Result<bool> {
 ///         let mut guard = self.connections.lock().unwrap();
-///         let (all, log) = &mut *guard;
+///         let (all, log, last) = &mut *guard;
 ///         match all.get_mut(&next.id) {
 ///             Some(current) if current.version + 1 == next.version => {
 ///                 *current = next.clone();
-///                 append(log, events);
+///                 append(log, last, events);
 ///                 Ok(true)
 ///             }
 ///             _ => Ok(false),
@@ -202,10 +203,10 @@ impl ConnectionFilter {
 ///     }
 ///     async fn delete_with_events(&self, id: &ConnectionId, events: &[Event]) -> Result<bool> {
 ///         let mut guard = self.connections.lock().unwrap();
-///         let (all, log) = &mut *guard;
+///         let (all, log, last) = &mut *guard;
 ///         let deleted = all.remove(id).is_some();
 ///         if deleted {
-///             append(log, events);
+///             append(log, last, events);
 ///         }
 ///         Ok(deleted)
 ///     }
@@ -252,17 +253,19 @@ impl ConnectionFilter {
 ///     }
 /// }
 ///
-/// fn append(log: &mut Vec<LoggedEvent>, events: &[Event]) {
+/// fn append(log: &mut Vec<LoggedEvent>, last: &mut u64, events: &[Event]) {
 ///     for event in events {
-///         let next = log.last().map_or(1, |e| e.cursor.position() + 1);
-///         log.push(LoggedEvent::new(EventCursor::from_position(next), event.clone()));
+///         *last += 1; // never reused, even after a purge
+///         log.push(LoggedEvent::new(EventCursor::from_position(*last), event.clone()));
 ///     }
 /// }
 ///
 /// #[async_trait]
 /// impl EventStore for MyStore {
 ///     async fn append_events(&self, events: &[Event]) -> Result<()> {
-///         append(&mut self.connections.lock().unwrap().1, events);
+///         let mut guard = self.connections.lock().unwrap();
+///         let (_, log, last) = &mut *guard;
+///         append(log, last, events);
 ///         Ok(())
 ///     }
 ///     async fn events_since(&self, cursor: EventCursor, limit: usize) -> Result<Vec<LoggedEvent>> {
