@@ -32,6 +32,9 @@ pub(crate) trait Dialect: Send + Sync + 'static {
     const NAME: &'static str;
     /// How a write transaction (an insert, a migration, storing a pending authorization) starts.
     const BEGIN: &'static str;
+    /// Whether one query may hold several statements (with `$n` parameters numbered across all of them): then a
+    /// write with events is sent as one `BEGIN; write; appends; COMMIT` instead of four round trips.
+    const MULTI_STATEMENT: bool = false;
 
     /// `sql`, written in PostgreSQL's spelling (`$1` placeholders, `BIGINT`, `COLLATE "C"`, `LIMIT ALL`,
     /// `FOR UPDATE SKIP LOCKED`, `RETURNING` to tell whether a conditional write wrote), in this database's. The
@@ -462,25 +465,77 @@ where
 
     pub(super) async fn compare_and_swap(&self, next: &Connection, events: &[Event]) -> Result<bool> {
         let Some(expected) = next.version.checked_sub(1) else { return Ok(false) };
-        let query = Self::bind_connection(&self.sql.compare_and_swap, next, next.version)?.bind(Some(to_i64(expected)));
         if events.is_empty() {
             // One statement, no transaction.
+            let query =
+                Self::bind_connection(&self.sql.compare_and_swap, next, next.version)?.bind(Some(to_i64(expected)));
             return self.wrote(query).await.map_err(|e| store_error("updating a connection", e));
         }
+        let sql = self.with_appends(&self.sql.compare_and_swap, ConnectionRecord::COLUMNS.len() + 3, events.len());
+        let query = Self::bind_connection(&sql, next, next.version)?.bind(Some(to_i64(expected)));
         self.write_with_events(query, events, "updating a connection").await
     }
 
     pub(super) async fn delete(&self, id: &ConnectionId, events: &[Event]) -> Result<bool> {
-        let query = sqlx::query(&self.sql.delete).bind(Some(id.as_str().to_owned()));
         if events.is_empty() {
+            let query = sqlx::query(&self.sql.delete).bind(Some(id.as_str().to_owned()));
             return self.wrote(query).await.map_err(|e| store_error("deleting a connection", e));
         }
+        let sql = self.with_appends(&self.sql.delete, 2, events.len());
+        let query = sqlx::query(&sql).bind(Some(id.as_str().to_owned()));
         self.write_with_events(query, events, "deleting a connection").await
     }
 
-    /// A conditional write (ending in `RETURNING`) and, if it wrote, `events`, in one transaction.
+    /// `write` (a conditional write ending in `RETURNING`, its parameters numbered below `first`) as one query that
+    /// also appends `n` events (parameters from `first` on, three each) if, and only if, it wrote, in one
+    /// transaction, where the dialect runs several statements in one query; `write` itself otherwise.
+    fn with_appends(&self, write: &str, first: usize, n: usize) -> String {
+        if !D::MULTI_STATEMENT {
+            return write.to_owned();
+        }
+        // One statement for every event (sqlx numbers the gaps before a statement's first parameter across
+        // statements, so a second statement's parameters would be misread). `changes()`: the rows the write changed,
+        // so nothing is appended after a lost compare-and-swap; `ORDER BY` keeps the events' order.
+        let rows: Vec<String> = (0..n)
+            .map(|k| {
+                let p = first + 3 * k;
+                format!("({k}, ${p}, ${}, ${})", p + 1, p + 2)
+            })
+            .collect();
+        let append = format!(
+            r#"INSERT INTO "{{p}}_events" (connection_id, occurred_at_ms, body) SELECT column2, column3, column4
+               FROM (VALUES {}) WHERE changes() = 1 ORDER BY column1"#,
+            rows.join(", ")
+        );
+        format!("{}; {write}; {}; COMMIT", D::BEGIN, spell::<D>(append, &self.prefix))
+    }
+
+    /// A conditional write (ending in `RETURNING`) and, if it wrote, `events`, in one transaction: one query built
+    /// by [`SqlStore::with_appends`] where the dialect allows, otherwise a transaction of several.
     async fn write_with_events(&self, query: Query<'_, D>, events: &[Event], what: &str) -> Result<bool> {
         let fail = |e| store_error(what, e);
+        if D::MULTI_STATEMENT {
+            let mut query = query;
+            for event in events {
+                let (id, at, body) = Self::event_cells(event)?;
+                query = query.bind(id).bind(at).bind(body);
+            }
+            let mut conn = Unfinished(Some(self.pool.acquire().await.map_err(fail)?));
+            let Some(c) = conn.0.as_mut() else { return Err(Error::new(ErrorCode::StoreUnavailable, "no connection")) };
+            return match query.fetch_all(&mut **c).await {
+                Ok(rows) => {
+                    conn.finish();
+                    Ok(!rows.is_empty())
+                }
+                Err(e) => {
+                    // The query stopped part way: end its transaction (else the connection is closed on drop).
+                    if (&mut **c).execute("ROLLBACK").await.is_ok() {
+                        conn.finish();
+                    }
+                    Err(fail(e))
+                }
+            };
+        }
         let mut tx = self.pool.begin_with(D::BEGIN).await.map_err(fail)?;
         let wrote = query.fetch_optional(&mut *tx).await.map_err(fail)?.is_some();
         if !wrote {
@@ -502,17 +557,23 @@ where
         }
         D::before_appending(&mut *conn, &self.prefix).await?;
         for event in events {
-            // serde_json's error for an event never quotes a value.
-            let body = serde_json::to_string(event).map_err(|e| store_error("encoding an event", e))?;
+            let (id, at, body) = Self::event_cells(event)?;
             sqlx::query(&self.sql.append_event)
-                .bind(event.connection_id.as_ref().map(|id| id.as_str().to_owned()))
-                .bind(Some(to_ms(event.occurred_at)))
-                .bind(Some(body))
+                .bind(id)
+                .bind(at)
+                .bind(body)
                 .execute(&mut *conn)
                 .await
                 .map_err(|e| store_error("appending an event", e))?;
         }
         Ok(())
+    }
+
+    /// An event's columns: its connection, when it occurred, its JSON.
+    fn event_cells(event: &Event) -> Result<(Option<String>, Option<i64>, Option<String>)> {
+        // serde_json's error for an event never quotes a value.
+        let body = serde_json::to_string(event).map_err(|e| store_error("encoding an event", e))?;
+        Ok((event.connection_id.as_ref().map(|id| id.as_str().to_owned()), Some(to_ms(event.occurred_at)), Some(body)))
     }
 
     pub(super) async fn append_events(&self, events: &[Event]) -> Result<()> {
@@ -652,6 +713,26 @@ where
     pub(super) async fn release_lease(&self, key: &str, owner: &str) -> Result<bool> {
         let query = sqlx::query(&self.sql.release_lease).bind(Some(key.to_owned())).bind(Some(owner.to_owned()));
         self.wrote(query).await.map_err(|e| store_error("releasing a lease", e))
+    }
+}
+
+/// A pooled connection running a query that opens and closes its own transaction: closed instead of going back to
+/// the pool unless [`Unfinished::finish`] says the transaction ended (a caller dropped part way through must not
+/// leave an open transaction in the pool).
+struct Unfinished<DB: Database>(Option<sqlx::pool::PoolConnection<DB>>);
+
+impl<DB: Database> Unfinished<DB> {
+    /// The transaction ended: the connection goes back to the pool.
+    fn finish(&mut self) {
+        drop(self.0.take());
+    }
+}
+
+impl<DB: Database> Drop for Unfinished<DB> {
+    fn drop(&mut self) {
+        if let Some(conn) = self.0.as_mut() {
+            conn.close_on_drop();
+        }
     }
 }
 

@@ -20,6 +20,7 @@ impl Dialect for Lite {
     type Db = Sqlite;
     const NAME: &'static str = "SQLite";
     const BEGIN: &'static str = "BEGIN IMMEDIATE";
+    const MULTI_STATEMENT: bool = true;
 
     /// `?1` placeholders; `INTEGER` (the same affinity as `BIGINT`, spelled as the tables always were); `TEXT`
     /// compares byte-wise and `lower()` folds ASCII letters only without a collation; `LIMIT -1` for no limit; no
