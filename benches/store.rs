@@ -1,6 +1,7 @@
 //! Store costs against the raw driver doing the same work, in the same run: reading one connection (`get`) against
 //! the one query or command it stands for, and a compare-and-swap against the bare `UPDATE … WHERE version` (or one
-//! bare `HSET` of the version and the record). SQLite always runs (a temp file); PostgreSQL and Redis run when their features are built and
+//! bare `HSET` of the version and the record), and a compare-and-swap with a refresh's event appended against one
+//! without. SQLite always runs (a temp file); PostgreSQL and Redis run when their features are built and
 //! `HUBCONNECT_TEST_POSTGRES_URL` / `HUBCONNECT_TEST_REDIS_URL` are set.
 //!
 //! ```sh
@@ -16,7 +17,7 @@ use std::time::{Duration, UNIX_EPOCH};
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use hubspot_connect::store::{ConnectionStore, InsertRules};
-use hubspot_connect::{AccessToken, Connection, ConnectionId, RefreshToken, Scope};
+use hubspot_connect::{AccessToken, Connection, ConnectionId, Event, EventKind, RefreshToken, Scope};
 
 fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap()
@@ -77,6 +78,16 @@ fn compare<S, G, GF, U, UF>(
         b.iter(|| {
             let next = current.next_version(now);
             assert!(rt.block_on(store.compare_and_swap(&next)).unwrap());
+            current = next;
+        })
+    });
+    // A refresh's write as the manager makes it: the same compare-and-swap with its `refreshed` event appended in
+    // the same atomic step.
+    group.bench_function("compare_and_swap_with_event_store", |b| {
+        b.iter(|| {
+            let next = current.next_version(now);
+            let events = [Event::new(EventKind::Refreshed, &next, now)];
+            assert!(rt.block_on(store.compare_and_swap_with_events(&next, &events)).unwrap());
             current = next;
         })
     });
@@ -146,7 +157,7 @@ fn postgres(c: &mut Criterion) {
     sql_compare!(c, "postgres", &rt, store, ["$1", "$2", "$3"]);
     let pool = store.pool().clone();
     rt.block_on(async {
-        for t in ["connections", "pending", "leases", "schema"] {
+        for t in ["connections", "pending", "leases", "events", "schema"] {
             sqlx::query(&format!("DROP TABLE \"{prefix}_{t}\"")).execute(&pool).await.unwrap();
         }
     });

@@ -233,19 +233,30 @@ pub(crate) mod rfc3339 {
     }
 
     /// `2026-01-15T10:00:00Z`.
+    #[cfg_attr(not(test), allow(dead_code))]
     pub(crate) fn seconds(t: SystemTime) -> String {
         humantime::format_rfc3339_seconds(writable(t)).to_string()
     }
 
     /// `2026-01-15T10:00:00.123Z`, as HubSpot writes its timestamps.
-    #[cfg_attr(not(feature = "test-util"), allow(dead_code))]
     pub(crate) fn millis(t: SystemTime) -> String {
         humantime::format_rfc3339_millis(writable(t)).to_string()
     }
 
-    /// Serde: a `SystemTime` as RFC 3339 seconds.
+    /// Serde: a `SystemTime` as RFC 3339 with milliseconds.
     pub(crate) fn serialize<S: serde::Serializer>(t: &SystemTime, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&seconds(*t))
+        s.serialize_str(&millis(*t))
+    }
+
+    /// Serde: an RFC 3339 time (UTC, any fraction of a second).
+    pub(crate) fn deserialize<'de, D: serde::Deserializer<'de>>(d: D) -> Result<SystemTime, D::Error> {
+        let text = <std::borrow::Cow<'de, str> as serde::Deserialize>::deserialize(d)?;
+        parse(&text).ok_or_else(|| serde::de::Error::custom("not an RFC 3339 time"))
+    }
+
+    /// An RFC 3339 time, `None` when it is not one.
+    pub(crate) fn parse(text: &str) -> Option<SystemTime> {
+        humantime::parse_rfc3339(text).ok()
     }
 }
 

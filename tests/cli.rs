@@ -304,7 +304,7 @@ async fn postgres_and_redis_stores_from_the_command_line() {
             #[cfg(feature = "postgres")]
             {
                 let store = hubspot_connect::store::PostgresStore::connect_with_prefix(&url, &prefix).await.unwrap();
-                for t in ["connections", "pending", "leases", "schema"] {
+                for t in ["connections", "pending", "leases", "events", "schema"] {
                     sqlx::query(&format!("DROP TABLE \"{prefix}_{t}\"")).execute(store.pool()).await.unwrap();
                 }
             }

@@ -149,7 +149,7 @@ async fn the_postgres_rows_hold_no_canary() {
                 bytes.extend(row.into_bytes());
             }
         }
-        for table in ["connections", "pending", "leases", "schema"] {
+        for table in ["connections", "pending", "leases", "events", "schema"] {
             let sql = format!("DROP TABLE \"{}_{table}\"", store.prefix());
             sqlx::query(&sql).execute(store.pool()).await.unwrap();
         }

@@ -8,12 +8,13 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use hubspot_connect::store::{
-    ConnectionFilter, ConnectionStore, InsertRules, Inserted, LeaseStore, MemoryStore, PendingStore,
+    ConnectionFilter, ConnectionStore, EventStore, InsertRules, Inserted, LeaseStore, LoggedEvent, MemoryStore,
+    PendingStore,
 };
 use hubspot_connect::testing::{Endpoint, Failure, FakeAccountType, FakeHubSpot, FakePortal, FakeUser, Rotation};
 use hubspot_connect::{
     AccessToken, BeginOptions, Callback, Clock, Connection, ConnectionId, ConnectionStatus, Connections, Error,
-    ErrorCode, EventKind, ManualClock, Result, Scopes,
+    ErrorCode, Event, EventCursor, EventKind, ManualClock, Result, Scopes,
     connections::{ConnectOutcome, CredentialKind},
     connector::AccountType,
     hubspot::RetryPolicy,
@@ -48,6 +49,9 @@ async fn world_with(store: Arc<dyn hubspot_connect::store::TokenStore>, tune: im
     if options.plans {
         builder = builder.portal_limit(|tenant| if tenant == "free" { Some(1) } else { None });
     }
+    if let Some(retention) = options.event_retention {
+        builder = builder.event_retention(retention);
+    }
     let manager = builder.build();
     World { fake, clock, store, manager }
 }
@@ -56,6 +60,7 @@ async fn world_with(store: Arc<dyn hubspot_connect::store::TokenStore>, tune: im
 struct WorldOptions {
     max_portals: Option<usize>,
     plans: bool,
+    event_retention: Option<Duration>,
 }
 
 async fn world() -> World {
@@ -97,7 +102,7 @@ async fn connect_stores_who_installed_what() {
     assert_eq!(c.expires_at, Some(w.clock.now() + Duration::from_secs(1800)));
     assert_eq!(w.stored().await, vec![c.clone()]);
     let e = events.recv().await.unwrap();
-    assert_eq!((e.kind, e.portal_id), (EventKind::Connected, 777));
+    assert_eq!((e.kind, e.portal_id), (EventKind::Connected, Some(777)));
     let by_user = w.manager.connections_installed_by("OWNER@acme.test").await.unwrap();
     assert_eq!(by_user.len(), 1);
 }
@@ -266,7 +271,7 @@ async fn refused_refresh_needs_reauth_and_reconnect_recovers() {
     assert_eq!(stored.last_error.as_ref().unwrap().code, ErrorCode::ReconnectRequired);
     let e = events.recv().await.unwrap();
     assert_eq!(e.kind, EventKind::NeedsReauth);
-    assert_eq!(e.error.unwrap().code, ErrorCode::ReconnectRequired);
+    assert_eq!(e.code, Some(ErrorCode::ReconnectRequired));
 
     // The customer reinstalls: reconnect keeps the id and recovers.
     w.fake.add_portal(FakePortal::new(62515));
@@ -437,23 +442,39 @@ impl ConnectionStore for Flaky {
     async fn get(&self, id: &ConnectionId) -> Result<Option<Connection>> {
         self.inner.get(id).await
     }
-    async fn insert(&self, c: &Connection, rules: InsertRules) -> Result<Inserted> {
-        self.inner.insert(c, rules).await
+    async fn insert_with_events(&self, c: &Connection, rules: InsertRules, events: &[Event]) -> Result<Inserted> {
+        self.inner.insert_with_events(c, rules, events).await
     }
-    async fn compare_and_swap(&self, next: &Connection) -> Result<bool> {
+    async fn compare_and_swap_with_events(&self, next: &Connection, events: &[Event]) -> Result<bool> {
         if self.cas_failures.load(Ordering::SeqCst) > 0 {
             self.cas_failures.fetch_sub(1, Ordering::SeqCst);
             return Err(Error::new(ErrorCode::StoreUnavailable, "disk full"));
         }
-        self.inner.compare_and_swap(next).await
+        self.inner.compare_and_swap_with_events(next, events).await
     }
-    async fn delete(&self, id: &ConnectionId) -> Result<bool> {
-        self.inner.delete(id).await
+    async fn delete_with_events(&self, id: &ConnectionId, events: &[Event]) -> Result<bool> {
+        self.inner.delete_with_events(id, events).await
     }
     async fn list(&self, f: &ConnectionFilter) -> Result<Vec<Connection>> {
         self.inner.list(f).await
     }
 }
+#[async_trait]
+impl EventStore for Flaky {
+    async fn append_events(&self, events: &[Event]) -> Result<()> {
+        self.inner.append_events(events).await
+    }
+    async fn events_since(&self, cursor: EventCursor, limit: usize) -> Result<Vec<LoggedEvent>> {
+        self.inner.events_since(cursor, limit).await
+    }
+    async fn history(&self, id: &ConnectionId, limit: usize) -> Result<Vec<LoggedEvent>> {
+        self.inner.history(id, limit).await
+    }
+    async fn purge_events(&self, older_than: std::time::SystemTime) -> Result<u64> {
+        self.inner.purge_events(older_than).await
+    }
+}
+
 #[async_trait]
 impl PendingStore for Flaky {
     async fn put_pending(&self, p: PendingAuthorization) -> Result<()> {
@@ -574,4 +595,133 @@ async fn hostile_return_paths_are_refused_at_begin() {
         let err = w.manager.begin("acme", &scopes(), BeginOptions::default().return_to(bad)).await.unwrap_err();
         assert_eq!(err.code(), ErrorCode::InvalidConfig, "{bad}");
     }
+}
+
+fn kinds(logged: &[LoggedEvent]) -> Vec<EventKind> {
+    logged.iter().map(|l| l.event.kind).collect()
+}
+
+#[tokio::test]
+async fn the_event_log_tells_a_connections_story_without_a_token() {
+    let w = world().await;
+    w.fake.set_user(FakeUser::new(55, "owner@acme.test"));
+    let mut live = w.manager.subscribe();
+    let c = w.connect("acme", BeginOptions::default()).await.unwrap().connection;
+    let mut tokens = vec![c.access_token.secret().to_owned(), c.refresh_token.as_ref().unwrap().secret().to_owned()];
+
+    // A passing failure, then the recovery.
+    w.clock.advance(Duration::from_secs(1600));
+    w.fake.fail(Endpoint::Token202603, Failure::ServerError, 100);
+    w.manager.access_token(&c.id).await.unwrap();
+    w.fake.reset_failures();
+    w.clock.advance(Duration::from_secs(31));
+    tokens.push(w.manager.access_token(&c.id).await.unwrap().secret().to_owned());
+
+    // Uninstalled: needs re-authorization; the customer reconnects.
+    w.clock.advance(Duration::from_secs(1600));
+    w.fake.uninstall(62515);
+    assert_eq!(w.manager.access_token(&c.id).await.unwrap_err().code(), ErrorCode::ReconnectRequired);
+    w.fake.add_portal(FakePortal::new(62515));
+    let begun = w.manager.reconnect(&c.id, &scopes(), BeginOptions::default()).await.unwrap();
+    let url = w.fake.consent(begun.authorize_url.as_str()).await.unwrap();
+    let done = w.manager.complete(&Callback::from_url(url.as_str()).unwrap()).await.unwrap();
+    tokens.push(done.connection.access_token.secret().to_owned());
+    w.manager.disconnect(&c.id).await.unwrap();
+
+    let history = w.manager.history(&c.id).await.unwrap();
+    assert_eq!(
+        kinds(&history),
+        [
+            EventKind::Connected,
+            EventKind::RefreshFailed,
+            EventKind::Refreshed,
+            EventKind::Recovered,
+            EventKind::NeedsReauth,
+            EventKind::Recovered,
+            EventKind::Reconnected,
+            EventKind::Disconnected,
+        ]
+    );
+    for l in &history {
+        let e = &l.event;
+        assert_eq!((e.tenant.as_str(), e.connection_id.as_ref(), e.portal_id), ("acme", Some(&c.id), Some(62515)));
+        assert_eq!(e.installed_by.as_deref(), Some("owner@acme.test"));
+        assert!(e.id.as_str().starts_with("evt_"));
+    }
+    let code = |n: usize| history[n].event.code;
+    assert_eq!(code(0), None);
+    assert_eq!(code(1), Some(ErrorCode::HubspotUnavailable));
+    assert_eq!(code(4), Some(ErrorCode::ReconnectRequired));
+    assert!(history[4].event.message.is_some());
+    assert_eq!(code(2), None);
+    assert_eq!(history[1].event.occurred_at, history[0].event.occurred_at + Duration::from_secs(1600));
+
+    // The whole log holds the same, and this process's subscribers saw the same events in the same order.
+    let log = w.manager.events_since(EventCursor::START, 100).await.unwrap();
+    assert_eq!(log, history);
+    for l in &log {
+        assert_eq!(live.recv().await.unwrap(), l.event);
+    }
+    assert!(live.try_recv().is_err(), "nothing broadcast that was not written");
+    let text = format!("{log:?} {}", serde_json::to_string(&log.iter().map(|l| &l.event).collect::<Vec<_>>()).unwrap());
+    for token in &tokens {
+        assert!(!text.contains(token.as_str()), "a token in the event log");
+    }
+}
+
+#[tokio::test]
+async fn a_failed_connect_is_logged_once_the_tenant_is_known() {
+    let w = world().await;
+    // A forged state names no tenant: nothing to log.
+    let forged = Callback::from_url("https://app.example/cb?code=c&state=forged").unwrap();
+    assert_eq!(w.manager.complete(&forged).await.unwrap_err().code(), ErrorCode::InvalidState);
+    assert!(w.manager.events_since(EventCursor::START, 10).await.unwrap().is_empty());
+
+    w.fake.refuse_scopes(&["crm.objects.contacts.read"]);
+    let err = w.connect("acme", BeginOptions::default()).await.unwrap_err();
+    assert_eq!(err.code(), ErrorCode::AuthScopeDenied);
+    let log = w.manager.events_since(EventCursor::START, 10).await.unwrap();
+    assert_eq!(kinds(&log), [EventKind::ConnectFailed]);
+    let e = &log[0].event;
+    assert_eq!((e.tenant.as_str(), e.connection_id.as_ref(), e.portal_id), ("acme", None, Some(62515)));
+    assert_eq!(e.code, Some(ErrorCode::AuthScopeDenied));
+    let json = serde_json::to_value(e).unwrap();
+    assert_eq!(json["type"], "connection.connect_failed");
+    assert_eq!(json["connection_id"], serde_json::Value::Null);
+    assert!(w.stored().await.is_empty(), "nothing else was written");
+}
+
+#[tokio::test]
+async fn a_sweep_purges_events_older_than_the_retention() {
+    let w = world_with(Arc::new(MemoryStore::new()), |o| o.event_retention = Some(Duration::from_secs(86_400))).await;
+    let c = w.connect("acme", BeginOptions::default()).await.unwrap().connection;
+    w.clock.advance(Duration::from_secs(2 * 86_400));
+    w.manager.sweep(hubspot_connect::connections::SweepOptions::default()).await.unwrap();
+    // The connect is two days old and gone; the sweep's refresh stays.
+    assert_eq!(kinds(&w.manager.history(&c.id).await.unwrap()), [EventKind::Refreshed]);
+    w.clock.advance(Duration::from_secs(2 * 86_400));
+    assert_eq!(w.manager.purge_events().await.unwrap(), 1);
+    assert!(w.manager.history(&c.id).await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn a_reconnect_that_changes_the_scopes_says_so() {
+    let w = world().await;
+    w.fake.refuse_scopes(&["crm.objects.deals.read"]);
+    let c = w.connect("acme", BeginOptions::default()).await.unwrap().connection;
+    assert!(!c.scopes.iter().any(|s| s.as_str() == "crm.objects.deals.read"));
+    w.fake.refuse_scopes(&[]);
+    let begun = w.manager.reconnect(&c.id, &scopes(), BeginOptions::default()).await.unwrap();
+    let url = w.fake.consent(begun.authorize_url.as_str()).await.unwrap();
+    let done = w.manager.complete(&Callback::from_url(url.as_str()).unwrap()).await.unwrap();
+    assert!(done.connection.scopes.iter().any(|s| s.as_str() == "crm.objects.deals.read"));
+    assert_eq!(
+        kinds(&w.manager.history(&c.id).await.unwrap()),
+        [EventKind::Connected, EventKind::Reconnected, EventKind::ScopesChanged]
+    );
+    // The same scopes again: no change to report.
+    let begun = w.manager.reconnect(&c.id, &scopes(), BeginOptions::default()).await.unwrap();
+    let url = w.fake.consent(begun.authorize_url.as_str()).await.unwrap();
+    w.manager.complete(&Callback::from_url(url.as_str()).unwrap()).await.unwrap();
+    assert_eq!(w.manager.history(&c.id).await.unwrap().last().unwrap().event.kind, EventKind::Reconnected);
 }

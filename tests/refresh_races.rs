@@ -9,11 +9,12 @@ use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
 use hubspot_connect::store::{
-    ConnectionFilter, ConnectionStore, InsertRules, Inserted, LeaseStore, MemoryStore, PendingStore, TokenStore,
+    ConnectionFilter, ConnectionStore, EventCursor, EventStore, InsertRules, Inserted, LeaseStore, LoggedEvent,
+    MemoryStore, PendingStore, TokenStore,
 };
 use hubspot_connect::testing::{Endpoint, Failure, FakeHubSpot, Rotation};
 use hubspot_connect::{
-    AccessToken, Clock, Connection, ConnectionId, ConnectionStatus, Connections, Connector, Error, ErrorCode,
+    AccessToken, Clock, Connection, ConnectionId, ConnectionStatus, Connections, Connector, Error, ErrorCode, Event,
     HubSpotConnector, ManualClock, RefreshToken, Result, SystemClock,
     connections::{Policy, SweepOptions},
     connector::{Authorization, AuthorizeRequest, Installation, TokenSet},
@@ -338,17 +339,33 @@ impl ConnectionStore for StuckLeases {
     async fn get(&self, id: &ConnectionId) -> Result<Option<Connection>> {
         self.0.get(id).await
     }
-    async fn insert(&self, c: &Connection, rules: InsertRules) -> Result<Inserted> {
-        self.0.insert(c, rules).await
+    async fn insert_with_events(&self, c: &Connection, rules: InsertRules, events: &[Event]) -> Result<Inserted> {
+        self.0.insert_with_events(c, rules, events).await
     }
-    async fn compare_and_swap(&self, next: &Connection) -> Result<bool> {
-        self.0.compare_and_swap(next).await
+    async fn compare_and_swap_with_events(&self, next: &Connection, events: &[Event]) -> Result<bool> {
+        self.0.compare_and_swap_with_events(next, events).await
     }
-    async fn delete(&self, id: &ConnectionId) -> Result<bool> {
-        self.0.delete(id).await
+    async fn delete_with_events(&self, id: &ConnectionId, events: &[Event]) -> Result<bool> {
+        self.0.delete_with_events(id, events).await
     }
     async fn list(&self, f: &ConnectionFilter) -> Result<Vec<Connection>> {
         self.0.list(f).await
+    }
+}
+
+#[async_trait]
+impl EventStore for StuckLeases {
+    async fn append_events(&self, events: &[Event]) -> Result<()> {
+        self.0.append_events(events).await
+    }
+    async fn events_since(&self, cursor: EventCursor, limit: usize) -> Result<Vec<LoggedEvent>> {
+        self.0.events_since(cursor, limit).await
+    }
+    async fn history(&self, id: &ConnectionId, limit: usize) -> Result<Vec<LoggedEvent>> {
+        self.0.history(id, limit).await
+    }
+    async fn purge_events(&self, older_than: std::time::SystemTime) -> Result<u64> {
+        self.0.purge_events(older_than).await
     }
 }
 

@@ -16,9 +16,11 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use hubspot_connect::store::{ConnectionFilter, InsertRules, Inserted, MemoryStore, TokenStore};
+use hubspot_connect::store::{
+    ConnectionFilter, EventCursor, InsertRules, Inserted, LoggedEvent, MemoryStore, TokenStore,
+};
 use hubspot_connect::{
-    AccessToken, Connection, ConnectionId, ConnectionStatus, ErrorCode, RefreshToken, Scope,
+    AccessToken, Connection, ConnectionId, ConnectionStatus, ErrorCode, Event, EventKind, RefreshToken, Scope,
     connections::{CredentialKind, LastError},
     connector::AccountType,
     secret::PkceVerifier,
@@ -28,20 +30,42 @@ use hubspot_connect::{
 /// A fresh, empty store for one test, and what to do when the test is done.
 struct Fresh {
     store: Option<Arc<dyn TokenStore>>,
+    /// A second handle on the same data (another pool, another connection; the same object where there is no
+    /// other), as a second process would have.
+    twin: Option<Arc<dyn TokenStore>>,
     cleanup: Option<Pin<Box<dyn Future<Output = ()> + Send>>>,
 }
 
 impl Fresh {
-    /// A store that needs no cleaning up.
+    /// A store that needs no cleaning up, and is its own twin.
     fn new(store: impl TokenStore) -> Self {
-        Self { store: Some(Arc::new(store)), cleanup: None }
+        let store: Arc<dyn TokenStore> = Arc::new(store);
+        Self { twin: Some(Arc::clone(&store)), store: Some(store), cleanup: None }
     }
 
     /// No store: the backend's server is not configured. Says so loudly.
     #[allow(dead_code)]
     fn skipped(why: &str) -> Self {
         eprintln!("SKIPPED: {why}");
-        Self { store: None, cleanup: None }
+        Self { store: None, twin: None, cleanup: None }
+    }
+
+    /// With a second handle on the same data.
+    #[allow(dead_code)]
+    fn with_twin(mut self, twin: impl TokenStore) -> Self {
+        self.twin = Some(Arc::new(twin));
+        self
+    }
+
+    /// Both handles wrapped in an [`EncryptedStore`](hubspot_connect::store::EncryptedStore) with one key ring.
+    #[allow(dead_code)]
+    fn encrypted(mut self) -> Self {
+        use hubspot_connect::store::{EncryptedStore, EncryptionKey, KeyRing};
+        let keys = KeyRing::new(vec![EncryptionKey::generate("k1").unwrap()]).unwrap();
+        let wrap = |s: Arc<dyn TokenStore>| Arc::new(EncryptedStore::new(s, keys.clone())) as Arc<dyn TokenStore>;
+        self.store = self.store.map(wrap);
+        self.twin = self.twin.map(wrap);
+        self
     }
 
     /// Runs `cleanup` after a passing test. (After a failing one it is dropped unrun: make dropping it clean up too.)
@@ -52,6 +76,7 @@ impl Fresh {
 
     async fn finish(self) {
         drop(self.store);
+        drop(self.twin);
         if let Some(cleanup) = self.cleanup {
             cleanup.await;
         }
@@ -85,6 +110,11 @@ macro_rules! conformance {
                 portal_limit,
                 portal_limit_under_concurrency,
                 list_filters_and_order,
+                events_are_appended_with_their_write,
+                a_write_that_does_not_happen_appends_nothing,
+                events_since_is_ordered_across_two_handles,
+                history_is_per_connection,
+                purge_removes_older_events_and_cursors_go_on,
             );
         }
     };
@@ -93,8 +123,8 @@ macro_rules! conformance {
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn $case() {
                 let fresh: Fresh = $make.await;
-                let Some(store) = fresh.store.clone() else { return };
-                super::cases::$case(store).await;
+                let (Some(store), Some(twin)) = (fresh.store.clone(), fresh.twin.clone()) else { return };
+                super::cases::$case(store, twin).await;
                 fresh.finish().await;
             }
         )*
@@ -102,11 +132,7 @@ macro_rules! conformance {
 }
 
 conformance!(memory, async { Fresh::new(MemoryStore::new()) });
-conformance!(encrypted_memory, async {
-    use hubspot_connect::store::{EncryptedStore, EncryptionKey, KeyRing};
-    let keys = KeyRing::new(vec![EncryptionKey::generate("k1").unwrap()]).unwrap();
-    Fresh::new(EncryptedStore::new(MemoryStore::new(), keys))
-});
+conformance!(encrypted_memory, async { Fresh::new(MemoryStore::new()).encrypted() });
 #[cfg(feature = "sqlite")]
 conformance!(sqlite, sqlite_only::temp_store());
 #[cfg(feature = "sqlite")]
@@ -117,23 +143,11 @@ conformance!(sqlite_in_memory, async {
 #[cfg(feature = "postgres")]
 conformance!(postgres, server_only::postgres());
 #[cfg(feature = "postgres")]
-conformance!(encrypted_postgres, async {
-    use hubspot_connect::store::{EncryptedStore, EncryptionKey, KeyRing};
-    let mut fresh = server_only::postgres().await;
-    let keys = KeyRing::new(vec![EncryptionKey::generate("k1").unwrap()]).unwrap();
-    fresh.store = fresh.store.map(|s| Arc::new(EncryptedStore::new(s, keys)) as Arc<dyn TokenStore>);
-    fresh
-});
+conformance!(encrypted_postgres, async { server_only::postgres().await.encrypted() });
 #[cfg(feature = "redis")]
 conformance!(redis, server_only::redis());
 #[cfg(feature = "redis")]
-conformance!(encrypted_redis, async {
-    use hubspot_connect::store::{EncryptedStore, EncryptionKey, KeyRing};
-    let mut fresh = server_only::redis().await;
-    let keys = KeyRing::new(vec![EncryptionKey::generate("k1").unwrap()]).unwrap();
-    fresh.store = fresh.store.map(|s| Arc::new(EncryptedStore::new(s, keys)) as Arc<dyn TokenStore>);
-    fresh
-});
+conformance!(encrypted_redis, async { server_only::redis().await.encrypted() });
 
 /// 2026-01-01T00:00:00Z plus `ms` milliseconds: times every backend stores exactly.
 fn at(ms: u64) -> SystemTime {
@@ -197,7 +211,7 @@ mod cases {
 
     type Store = Arc<dyn TokenStore>;
 
-    pub(super) async fn insert_then_get_round_trips_every_field(store: Store) {
+    pub(super) async fn insert_then_get_round_trips_every_field(store: Store, _twin: Store) {
         // Every optional field set, with values that catch lossy encodings.
         let mut full = connection("hc_full", "acme", 9_007_199_254_740_993);
         full.kind = CredentialKind::PrivateApp;
@@ -259,14 +273,14 @@ mod cases {
         }
     }
 
-    pub(super) async fn get_of_an_unknown_id_is_none(store: Store) {
+    pub(super) async fn get_of_an_unknown_id_is_none(store: Store, _twin: Store) {
         assert_eq!(store.get(&ConnectionId::new("hc_nobody")).await.unwrap(), None);
         store.insert(&connection("hc_a", "acme", 1), InsertRules::default()).await.unwrap();
         assert_eq!(store.get(&ConnectionId::new("hc_nobody")).await.unwrap(), None);
         assert_eq!(store.get(&ConnectionId::new("HC_A")).await.unwrap(), None, "ids are case-sensitive");
     }
 
-    pub(super) async fn compare_and_swap_wins_once(store: Store) {
+    pub(super) async fn compare_and_swap_wins_once(store: Store, _twin: Store) {
         let c = connection("hc_a", "acme", 1);
         store.insert(&c, InsertRules::default()).await.unwrap();
         let stored = store.get(&c.id).await.unwrap().unwrap();
@@ -291,7 +305,7 @@ mod cases {
         assert_eq!(store.get(&c.id).await.unwrap().unwrap().version, 3);
     }
 
-    pub(super) async fn compare_and_swap_with_a_stale_version_loses(store: Store) {
+    pub(super) async fn compare_and_swap_with_a_stale_version_loses(store: Store, _twin: Store) {
         let c = connection("hc_a", "acme", 1);
         store.insert(&c, InsertRules::default()).await.unwrap();
         let first = store.get(&c.id).await.unwrap().unwrap();
@@ -322,7 +336,7 @@ mod cases {
         assert_eq!(store.get(&c.id).await.unwrap().unwrap(), winner);
     }
 
-    pub(super) async fn compare_and_swap_on_a_missing_id_loses(store: Store) {
+    pub(super) async fn compare_and_swap_on_a_missing_id_loses(store: Store, _twin: Store) {
         let c = connection("hc_ghost", "acme", 1);
         let next = c.next_version(at(1_000));
         assert!(!store.compare_and_swap(&next).await.unwrap());
@@ -335,7 +349,7 @@ mod cases {
         assert_eq!(store.get(&c.id).await.unwrap(), None);
     }
 
-    pub(super) async fn delete_then_delete_again(store: Store) {
+    pub(super) async fn delete_then_delete_again(store: Store, _twin: Store) {
         let a = connection("hc_a", "acme", 1);
         let b = connection("hc_b", "acme", 2);
         store.insert(&a, InsertRules::default()).await.unwrap();
@@ -350,7 +364,7 @@ mod cases {
         assert_eq!(store.insert(&again, InsertRules::default()).await.unwrap(), Inserted::Created);
     }
 
-    pub(super) async fn pending_is_taken_once_with_every_field(store: Store) {
+    pub(super) async fn pending_is_taken_once_with_every_field(store: Store, _twin: Store) {
         for (state, full) in [("state-full", true), ("state-bare", false)] {
             let want = pending(state, full);
             store.put_pending(pending(state, full)).await.unwrap();
@@ -376,7 +390,7 @@ mod cases {
         assert_eq!(got.tenant, "globex");
     }
 
-    pub(super) async fn pending_concurrent_takers_one_wins(store: Store) {
+    pub(super) async fn pending_concurrent_takers_one_wins(store: Store, _twin: Store) {
         store.put_pending(pending("contested", true)).await.unwrap();
         let hash = PendingAuthorization::hash_state("contested");
         let takers: Vec<_> = (0..50)
@@ -395,7 +409,7 @@ mod cases {
         assert_same_pending(&got[0], &pending("contested", true));
     }
 
-    pub(super) async fn pending_expired_is_still_returned(store: Store) {
+    pub(super) async fn pending_expired_is_still_returned(store: Store, _twin: Store) {
         // Expired half an hour before the next put: still there, and returned (the caller reports it as expired).
         let mut old = pending("old", false);
         old.created_at = at(0);
@@ -410,7 +424,7 @@ mod cases {
     }
 
     /// Finding 6: `begin` in a loop fills its own tenant's allowance (the newest are kept), not the store.
-    pub(super) async fn pending_capped_per_tenant(store: Store) {
+    pub(super) async fn pending_capped_per_tenant(store: Store, _twin: Store) {
         use hubspot_connect::store::MAX_PENDING_PER_TENANT;
         let mut calm = pending("calm", false);
         calm.tenant = "calm".into();
@@ -430,7 +444,7 @@ mod cases {
         assert!(store.take_pending(&PendingAuthorization::hash_state("calm")).await.unwrap().is_some());
     }
 
-    pub(super) async fn lease_rules(store: Store) {
+    pub(super) async fn lease_rules(store: Store, _twin: Store) {
         let ttl = Duration::from_secs(30);
         let t = |s: u64| at(s * 1_000);
         assert!(store.try_lease("k", "A", ttl, t(0)).await.unwrap(), "A takes a free lease");
@@ -455,7 +469,7 @@ mod cases {
 
     /// A lease whose expiry lies further ahead than twice the asked time to live was written by a clock that ran
     /// ahead (or is corrupt): no honest holder can have it, and honouring it would block every refresh until then.
-    pub(super) async fn lease_from_a_clock_far_ahead_is_taken_over(store: Store) {
+    pub(super) async fn lease_from_a_clock_far_ahead_is_taken_over(store: Store, _twin: Store) {
         let ttl = Duration::from_secs(30);
         let t = |s: u64| at(s * 1_000);
         assert!(store.try_lease("k", "ahead", ttl, t(86_400)).await.unwrap(), "a clock a day ahead takes it");
@@ -468,7 +482,7 @@ mod cases {
         assert!(store.release_lease("j", "A").await.unwrap());
     }
 
-    pub(super) async fn lease_concurrent_owners_one_wins(store: Store) {
+    pub(super) async fn lease_concurrent_owners_one_wins(store: Store, _twin: Store) {
         let owners: Vec<_> = (0..50)
             .map(|n| {
                 let store = store.clone();
@@ -491,7 +505,7 @@ mod cases {
         assert!(store.release_lease("refresh:hc_a", &winners[0]).await.unwrap());
     }
 
-    pub(super) async fn portal_concurrent_tenants_one_wins(store: Store) {
+    pub(super) async fn portal_concurrent_tenants_one_wins(store: Store, _twin: Store) {
         let inserts: Vec<_> = (0..20)
             .map(|n| {
                 let store = store.clone();
@@ -520,7 +534,7 @@ mod cases {
         assert_eq!(held[0].tenant, winner);
     }
 
-    pub(super) async fn portal_shared_when_allowed(store: Store) {
+    pub(super) async fn portal_shared_when_allowed(store: Store, _twin: Store) {
         let shared = rules(true, None);
         assert_eq!(store.insert(&connection("hc_a", "acme", 5), shared).await.unwrap(), Inserted::Created);
         assert_eq!(store.insert(&connection("hc_b", "globex", 5), shared).await.unwrap(), Inserted::Created);
@@ -537,7 +551,7 @@ mod cases {
         }
     }
 
-    pub(super) async fn portal_same_tenant_is_existing(store: Store) {
+    pub(super) async fn portal_same_tenant_is_existing(store: Store, _twin: Store) {
         let first = connection("hc_first", "acme", 5);
         assert_eq!(store.insert(&first, InsertRules::default()).await.unwrap(), Inserted::Created);
         let mut second = connection("hc_second", "acme", 5);
@@ -552,7 +566,7 @@ mod cases {
         assert_eq!(store.list(&ConnectionFilter::all()).await.unwrap().len(), 1);
     }
 
-    pub(super) async fn portal_limit(store: Store) {
+    pub(super) async fn portal_limit(store: Store, _twin: Store) {
         let two = rules(false, Some(2));
         assert_eq!(store.insert(&connection("hc_1", "acme", 1), two).await.unwrap(), Inserted::Created);
         assert_eq!(store.insert(&connection("hc_2", "acme", 2), two).await.unwrap(), Inserted::Created);
@@ -583,7 +597,7 @@ mod cases {
         );
     }
 
-    pub(super) async fn portal_limit_under_concurrency(store: Store) {
+    pub(super) async fn portal_limit_under_concurrency(store: Store, _twin: Store) {
         let inserts: Vec<_> = (0..10u64)
             .map(|n| {
                 let store = store.clone();
@@ -607,7 +621,7 @@ mod cases {
         assert_eq!(store.list(&ConnectionFilter::all().tenant("acme")).await.unwrap().len(), 3);
     }
 
-    pub(super) async fn list_filters_and_order(store: Store) {
+    pub(super) async fn list_filters_and_order(store: Store, _twin: Store) {
         let shared = rules(true, None);
         let mut rows = vec![
             connection("hc_d", "acme", 1),
@@ -664,6 +678,207 @@ mod cases {
             assert_eq!(store.get(&c.id).await.unwrap().as_ref(), Some(c));
         }
     }
+
+    /// An event about `c` at `ms`, with every field set.
+    fn event(kind: EventKind, c: &Connection, ms: u64) -> Event {
+        let mut e = Event::new(kind, c, at(ms));
+        e.installed_by = Some("Admin@Example.com".into());
+        e.code = Some(ErrorCode::HubspotUnavailable);
+        e.message = Some("HubSpot answered 503 \"unavailable\" | ünïcode".into());
+        e.correlation_id = Some("c0ffee-1".into());
+        e.metadata.insert("plan".into(), "pro".into());
+        e
+    }
+
+    fn events_of(logged: &[LoggedEvent]) -> Vec<Event> {
+        logged.iter().map(|l| l.event.clone()).collect()
+    }
+
+    fn assert_increasing(logged: &[LoggedEvent]) {
+        for pair in logged.windows(2) {
+            assert!(pair[0].cursor < pair[1].cursor, "{:?} then {:?}", pair[0].cursor, pair[1].cursor);
+        }
+    }
+
+    pub(super) async fn events_are_appended_with_their_write(store: Store, twin: Store) {
+        assert!(store.events_since(EventCursor::START, 10).await.unwrap().is_empty());
+        let c = connection("hc_a", "acme", 1);
+        let connected = event(EventKind::Connected, &c, 1);
+        assert_eq!(
+            store.insert_with_events(&c, rules(false, None), std::slice::from_ref(&connected)).await.unwrap(),
+            Inserted::Created
+        );
+        let mut next = store.get(&c.id).await.unwrap().unwrap().next_version(at(2));
+        next.access_token = AccessToken::new("SECRET-next");
+        let refreshed = event(EventKind::Refreshed, &next, 2);
+        let recovered = event(EventKind::Recovered, &next, 2);
+        assert!(store.compare_and_swap_with_events(&next, &[refreshed.clone(), recovered.clone()]).await.unwrap());
+        let disconnected = event(EventKind::Disconnected, &next, 3);
+        assert!(store.delete_with_events(&c.id, std::slice::from_ref(&disconnected)).await.unwrap());
+        // A failed connect has no write to go with.
+        let mut failed = Event::for_tenant(EventKind::ConnectFailed, "acme", at(4));
+        failed.code = Some(ErrorCode::AuthScopeDenied);
+        store.append_events(&[failed.clone()]).await.unwrap();
+
+        let want = vec![connected, refreshed, recovered, disconnected, failed];
+        for handle in [&store, &twin] {
+            let logged = handle.events_since(EventCursor::START, 100).await.unwrap();
+            assert_eq!(events_of(&logged), want, "every field round-trips, in order");
+            assert_increasing(&logged);
+            assert!(logged[0].cursor > EventCursor::START);
+        }
+        // Nothing secret went into the log.
+        let text = format!("{:?}", store.events_since(EventCursor::START, 100).await.unwrap());
+        assert!(!text.contains("SECRET") && !text.contains("at-hc_a") && !text.contains("rt-hc_a"), "{text}");
+    }
+
+    pub(super) async fn a_write_that_does_not_happen_appends_nothing(store: Store, _twin: Store) {
+        let a = connection("hc_a", "acme", 1);
+        store.insert(&a, rules(false, None)).await.unwrap();
+        let e = |c: &Connection| vec![event(EventKind::Connected, c, 1)];
+        // Refused inserts: the same portal again, another tenant's portal, over the limit.
+        let again = connection("hc_again", "acme", 1);
+        assert!(matches!(
+            store.insert_with_events(&again, rules(false, None), &e(&again)).await.unwrap(),
+            Inserted::Existing(_)
+        ));
+        let taken = connection("hc_taken", "globex", 1);
+        assert!(matches!(
+            store.insert_with_events(&taken, rules(false, None), &e(&taken)).await.unwrap(),
+            Inserted::PortalTaken { .. }
+        ));
+        let over = connection("hc_over", "acme", 2);
+        assert!(matches!(
+            store.insert_with_events(&over, rules(false, Some(1)), &e(&over)).await.unwrap(),
+            Inserted::LimitReached { .. }
+        ));
+        // A stale compare-and-swap, one on a missing id, a delete of a missing id.
+        let current = store.get(&a.id).await.unwrap().unwrap();
+        assert!(store.compare_and_swap(&current.next_version(at(1))).await.unwrap());
+        let stale = current.next_version(at(2));
+        assert!(!store.compare_and_swap_with_events(&stale, &e(&stale)).await.unwrap());
+        let mut ghost = connection("hc_ghost", "acme", 3);
+        ghost.version = 2;
+        assert!(!store.compare_and_swap_with_events(&ghost, &e(&ghost)).await.unwrap());
+        assert!(!store.delete_with_events(&ghost.id, &e(&ghost)).await.unwrap());
+        assert!(store.events_since(EventCursor::START, 100).await.unwrap().is_empty(), "no event without its write");
+        // An empty list appends nothing either.
+        store.append_events(&[]).await.unwrap();
+        assert!(store.events_since(EventCursor::START, 100).await.unwrap().is_empty());
+    }
+
+    pub(super) async fn events_since_is_ordered_across_two_handles(store: Store, twin: Store) {
+        const WRITES: usize = 15;
+        let mut tasks = Vec::new();
+        for (n, handle) in [store.clone(), twin.clone()].into_iter().enumerate() {
+            tasks.push(tokio::spawn(async move {
+                let c = connection(&format!("hc_{n}"), &format!("tenant{n}"), 10 + n as u64);
+                handle.insert_with_events(&c, rules(false, None), &[event(EventKind::Connected, &c, 0)]).await.unwrap();
+                let mut current = handle.get(&c.id).await.unwrap().unwrap();
+                for i in 1..=WRITES as u64 {
+                    let next = current.next_version(at(i));
+                    let e = event(EventKind::Refreshed, &next, i);
+                    assert!(handle.compare_and_swap_with_events(&next, &[e]).await.unwrap());
+                    current = next;
+                }
+            }));
+        }
+        for task in tasks {
+            task.await.unwrap();
+        }
+        // Read page by page from either handle: the same log, in one order, nothing twice.
+        let all = store.events_since(EventCursor::START, 1000).await.unwrap();
+        assert_eq!(all.len(), 2 * (WRITES + 1));
+        assert_increasing(&all);
+        let mut paged = Vec::new();
+        let mut cursor = EventCursor::START;
+        loop {
+            let page = twin.events_since(cursor, 7).await.unwrap();
+            assert!(page.len() <= 7);
+            let Some(last) = page.last() else { break };
+            cursor = last.cursor;
+            paged.extend(page);
+        }
+        assert_eq!(paged, all);
+        // Each connection's events in the order it wrote them.
+        for n in 0..2 {
+            let id = ConnectionId::new(format!("hc_{n}"));
+            let times: Vec<SystemTime> = all
+                .iter()
+                .filter(|l| l.event.connection_id.as_ref() == Some(&id))
+                .map(|l| l.event.occurred_at)
+                .collect();
+            assert_eq!(times, (0..=WRITES as u64).map(at).collect::<Vec<_>>());
+        }
+        // The cursor's text form reads back.
+        let text = all[3].cursor.to_string();
+        assert_eq!(store.events_since(text.parse().unwrap(), 1000).await.unwrap(), all[4..].to_vec());
+        assert!(store.events_since(all.last().unwrap().cursor, 10).await.unwrap().is_empty());
+    }
+
+    pub(super) async fn history_is_per_connection(store: Store, twin: Store) {
+        let a = connection("hc_a", "acme", 1);
+        let b = connection("hc_b", "acme", 2);
+        store.insert_with_events(&a, rules(false, None), &[event(EventKind::Connected, &a, 0)]).await.unwrap();
+        twin.insert_with_events(&b, rules(false, None), &[event(EventKind::Connected, &b, 1)]).await.unwrap();
+        let (mut ca, mut cb) = (store.get(&a.id).await.unwrap().unwrap(), store.get(&b.id).await.unwrap().unwrap());
+        for i in 2..6 {
+            let (na, nb) = (ca.next_version(at(i)), cb.next_version(at(i)));
+            assert!(store.compare_and_swap_with_events(&na, &[event(EventKind::Refreshed, &na, i)]).await.unwrap());
+            assert!(twin.compare_and_swap_with_events(&nb, &[event(EventKind::RefreshFailed, &nb, i)]).await.unwrap());
+            (ca, cb) = (na, nb);
+        }
+        store.append_events(&[Event::for_tenant(EventKind::ConnectFailed, "acme", at(6))]).await.unwrap();
+        assert!(store.delete_with_events(&a.id, &[event(EventKind::Disconnected, &ca, 7)]).await.unwrap());
+
+        let history = twin.history(&a.id, 100).await.unwrap();
+        let kinds: Vec<EventKind> = history.iter().map(|l| l.event.kind).collect();
+        assert_eq!(
+            kinds,
+            [
+                EventKind::Connected,
+                EventKind::Refreshed,
+                EventKind::Refreshed,
+                EventKind::Refreshed,
+                EventKind::Refreshed,
+                EventKind::Disconnected
+            ],
+            "oldest first, only its own, kept after the disconnect"
+        );
+        assert_increasing(&history);
+        let last_two = store.history(&a.id, 2).await.unwrap();
+        assert_eq!(last_two, history[4..].to_vec(), "the newest, oldest first");
+        assert_eq!(store.history(&b.id, 100).await.unwrap().len(), 5);
+        assert!(store.history(&ConnectionId::new("hc_none"), 100).await.unwrap().is_empty());
+        assert_eq!(store.events_since(EventCursor::START, 100).await.unwrap().len(), 12);
+    }
+
+    pub(super) async fn purge_removes_older_events_and_cursors_go_on(store: Store, twin: Store) {
+        let c = connection("hc_a", "acme", 1);
+        store.insert_with_events(&c, rules(false, None), &[event(EventKind::Connected, &c, 1_000)]).await.unwrap();
+        let mut current = store.get(&c.id).await.unwrap().unwrap();
+        for ms in [2_000, 3_000] {
+            let next = current.next_version(at(ms));
+            assert!(
+                store.compare_and_swap_with_events(&next, &[event(EventKind::Refreshed, &next, ms)]).await.unwrap()
+            );
+            current = next;
+        }
+        let before = store.events_since(EventCursor::START, 100).await.unwrap();
+        assert_eq!(twin.purge_events(at(2_000)).await.unwrap(), 1, "only what occurred before");
+        let after = store.events_since(EventCursor::START, 100).await.unwrap();
+        assert_eq!(after, before[1..].to_vec());
+        assert_eq!(store.history(&c.id, 100).await.unwrap(), after, "gone from the history too");
+        assert_eq!(store.purge_events(at(10_000)).await.unwrap(), 2);
+        assert!(store.events_since(EventCursor::START, 100).await.unwrap().is_empty());
+        assert!(store.history(&c.id, 100).await.unwrap().is_empty());
+        assert_eq!(store.purge_events(at(10_000)).await.unwrap(), 0);
+        // A cursor is never given out twice, even after everything was purged.
+        store.append_events(&[Event::for_tenant(EventKind::ConnectFailed, "acme", at(11_000))]).await.unwrap();
+        let fresh = store.events_since(EventCursor::START, 100).await.unwrap();
+        assert_eq!(fresh.len(), 1);
+        assert!(fresh[0].cursor > before.last().unwrap().cursor);
+    }
 }
 
 /// What only the SQLite backend has: a file that several stores (processes) share, migrations, prefixes.
@@ -671,7 +886,7 @@ mod cases {
 mod sqlite_only {
     use std::path::{Path, PathBuf};
 
-    use hubspot_connect::store::{ConnectionStore, LeaseStore, PendingStore, SqliteStore};
+    use hubspot_connect::store::{ConnectionStore, EventStore, LeaseStore, PendingStore, SqliteStore};
 
     use super::*;
 
@@ -707,9 +922,11 @@ mod sqlite_only {
     pub(super) async fn temp_store() -> Fresh {
         let file = TempFile::new();
         let store = SqliteStore::open(&file.url()).await.unwrap();
-        let closer = store.clone();
-        Fresh::new(store).with_cleanup(async move {
-            closer.close().await;
+        let twin = SqliteStore::open(&file.url()).await.unwrap();
+        let closers = (store.clone(), twin.clone());
+        Fresh::new(store).with_twin(twin).with_cleanup(async move {
+            closers.0.close().await;
+            closers.1.close().await;
             drop(file);
         })
     }
@@ -842,6 +1059,30 @@ mod sqlite_only {
     }
 
     #[tokio::test]
+    async fn a_version_1_file_gains_the_event_log_and_keeps_its_data() {
+        let file = TempFile::new();
+        let store = SqliteStore::open(&file.url()).await.unwrap();
+        let c = connection("hc_a", "acme", 1);
+        store.insert(&c, InsertRules::default()).await.unwrap();
+        // Back to what version 1 of the schema was: no event log.
+        sqlx::query(&format!("DROP TABLE \"{}_events\"", store.prefix())).execute(store.pool()).await.unwrap();
+        sqlx::query(&format!("UPDATE \"{}_schema\" SET version = 1", store.prefix()))
+            .execute(store.pool())
+            .await
+            .unwrap();
+        store.close().await;
+
+        let store = SqliteStore::open(&file.url()).await.unwrap();
+        assert_eq!(schema_version(&store).await, SqliteStore::SCHEMA_VERSION);
+        assert_eq!(store.get(&c.id).await.unwrap().unwrap().id, c.id);
+        let next = store.get(&c.id).await.unwrap().unwrap().next_version(at(1));
+        let e = Event::new(EventKind::Refreshed, &next, at(1));
+        assert!(store.compare_and_swap_with_events(&next, std::slice::from_ref(&e)).await.unwrap());
+        assert_eq!(store.history(&c.id, 10).await.unwrap().into_iter().map(|l| l.event).collect::<Vec<_>>(), [e]);
+        store.close().await;
+    }
+
+    #[tokio::test]
     async fn reopening_keeps_data_and_migrations_are_idempotent() {
         let file = TempFile::new();
         let store = SqliteStore::open(&file.url()).await.unwrap();
@@ -849,12 +1090,12 @@ mod sqlite_only {
         store.insert(&c, InsertRules::default()).await.unwrap();
         store.put_pending(pending("kept", true)).await.unwrap();
         assert!(store.try_lease("k", "A", Duration::from_secs(60), at(0)).await.unwrap());
-        assert_eq!(schema_version(&store).await, 1);
+        assert_eq!(schema_version(&store).await, SqliteStore::SCHEMA_VERSION);
         store.close().await;
 
         for _ in 0..2 {
             let store = SqliteStore::open(&file.url()).await.unwrap();
-            assert_eq!(schema_version(&store).await, 1);
+            assert_eq!(schema_version(&store).await, SqliteStore::SCHEMA_VERSION);
             let mut want = c.clone();
             want.version = 1;
             assert_eq!(store.get(&c.id).await.unwrap(), Some(want));
@@ -1052,7 +1293,7 @@ mod server_only {
 
     #[cfg(feature = "postgres")]
     pub(super) async fn drop_tables(store: &hubspot_connect::store::PostgresStore) {
-        for table in ["connections", "pending", "leases", "schema"] {
+        for table in ["connections", "pending", "leases", "events", "schema"] {
             let sql = format!("DROP TABLE IF EXISTS \"{}_{table}\"", store.prefix());
             sqlx::query(&sql).execute(store.pool()).await.unwrap();
         }
@@ -1062,11 +1303,14 @@ mod server_only {
     pub(super) async fn postgres() -> Fresh {
         use hubspot_connect::store::PostgresStore;
         let Some(url) = postgres_url() else { return Fresh::skipped("PostgreSQL is not configured") };
-        let store = PostgresStore::connect_with_prefix(&url, &random_prefix()).await.unwrap();
-        let cleaner = store.clone();
-        Fresh::new(store).with_cleanup(async move {
-            drop_tables(&cleaner).await;
-            cleaner.close().await;
+        let prefix = random_prefix();
+        let store = PostgresStore::connect_with_prefix(&url, &prefix).await.unwrap();
+        let twin = PostgresStore::connect_with_prefix(&url, &prefix).await.unwrap();
+        let cleaners = (store.clone(), twin.clone());
+        Fresh::new(store).with_twin(twin).with_cleanup(async move {
+            cleaners.1.close().await;
+            drop_tables(&cleaners.0).await;
+            cleaners.0.close().await;
         })
     }
 
@@ -1074,9 +1318,11 @@ mod server_only {
     pub(super) async fn redis() -> Fresh {
         use hubspot_connect::store::RedisStore;
         let Some(url) = redis_url() else { return Fresh::skipped("Redis is not configured") };
-        let store = RedisStore::connect_with_prefix(&url, &random_prefix()).await.unwrap();
+        let prefix = random_prefix();
+        let store = RedisStore::connect_with_prefix(&url, &prefix).await.unwrap();
+        let twin = RedisStore::connect_with_prefix(&url, &prefix).await.unwrap();
         let cleaner = store.clone();
-        Fresh::new(store).with_cleanup(async move {
+        Fresh::new(store).with_twin(twin).with_cleanup(async move {
             cleaner.clear().await.unwrap();
         })
     }

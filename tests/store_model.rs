@@ -461,7 +461,7 @@ impl Backend {
             #[cfg(feature = "postgres")]
             Backend::Postgres => {
                 let pool = hubspot_connect::sqlx::PgPool::connect(&self.url().unwrap()).await.unwrap();
-                for table in ["connections", "pending", "leases", "schema"] {
+                for table in ["connections", "pending", "leases", "events", "schema"] {
                     let sql = format!(r#"DROP TABLE IF EXISTS "{}_{table}""#, fresh.prefix);
                     hubspot_connect::sqlx::query(&sql).execute(&pool).await.unwrap();
                 }

@@ -7,10 +7,10 @@ use serde::Serialize;
 
 use super::{Connections, SweepOptions, not_found, refresh};
 use crate::clock::saturating_add;
-use crate::connection::{Connection, ConnectionId, ConnectionStatus, CredentialKind, LastError};
+use crate::connection::{Connection, ConnectionId, ConnectionStatus, CredentialKind};
 use crate::connector::AccountType;
 use crate::error::{Error, ErrorCode, Result};
-use crate::manager::EventKind;
+use crate::event::EventKind;
 use crate::scope::Scope;
 use crate::store::ConnectionFilter;
 
@@ -117,19 +117,26 @@ impl Connections {
             },
             None => Some(Error::new(ErrorCode::HubspotUnavailable, "a private app's token cannot be revoked here")),
         };
-        self.inner.store.delete(id).await?;
+        let mut event = self.event(EventKind::Disconnected, &c);
+        if let Some(e) = &revoke_error {
+            // Why the revoke failed (the connection is purged all the same).
+            event = event.with_error(e);
+        }
+        let events = vec![event];
+        let deleted = self.inner.store.delete_with_events(id, &events).await?;
         self.forget(id);
-        let mut gone = c.next_version(self.now());
-        gone.status = ConnectionStatus::Disconnected;
-        gone.last_error =
-            revoke_error.as_ref().map(|e| LastError { code: e.code(), message: e.to_string(), at: self.now() });
-        self.emit(EventKind::Disconnected, &gone);
+        if deleted {
+            self.publish(events);
+        }
         Ok(DisconnectReport { id: c.id, revoked: revoke_error.is_none(), revoke_error })
     }
 
     /// Refreshes connections whose tokens have not been refreshed for `idle_for`, a few at a time, so dead
     /// connections are found before a user finds them. Connections needing re-authorization are skipped.
     pub async fn sweep(&self, options: SweepOptions) -> Result<SweepReport> {
+        if let Err(e) = self.purge_events().await {
+            tracing::warn!(code = e.code().as_str(), "purging old events failed; the sweep goes on");
+        }
         let now = self.now();
         let idle: Vec<Connection> = self
             .inner

@@ -17,7 +17,7 @@ use std::time::SystemTime;
 
 use url::Url;
 
-use super::{Connections, EventKind, callback, not_found};
+use super::{Connections, Event, EventKind, callback, not_found};
 use crate::clock::saturating_add;
 use crate::connection::{Connection, ConnectionId, ConnectionStatus, CredentialKind, PendingAuthorization};
 use crate::connector::{AccountType, AuthorizeRequest, Installation, TokenSet};
@@ -135,8 +135,37 @@ impl Connections {
 
     async fn complete_inner(&self, tenant: Option<&str>, callback: &Callback) -> Result<ConnectOutcome> {
         let (pending, code) = self.take_pending(tenant, callback).await?;
+        // From here on the tenant is known: a failure is written to the event log as `connect_failed`.
+        let mut failed = Event::for_tenant(EventKind::ConnectFailed, pending.tenant.clone(), self.now());
+        failed.portal_id = pending.portal_id;
+        failed.connection_id = pending.reconnect.clone();
+        match self.complete_pending(pending, code).await {
+            Ok(done) => Ok(done),
+            Err((e, portal)) => {
+                failed.occurred_at = self.now();
+                failed.portal_id = portal.or(failed.portal_id);
+                let failed = failed.with_error(&e);
+                if let Err(store) = self.inner.store.append_events(std::slice::from_ref(&failed)).await {
+                    tracing::warn!(
+                        code = store.code().as_str(),
+                        "a failed connect could not be written to the event log"
+                    );
+                }
+                self.publish(vec![failed]);
+                Err(e)
+            }
+        }
+    }
+
+    /// Steps 2 to 5 for a taken pending authorization. A failure comes with the portal, when known.
+    async fn complete_pending(
+        &self,
+        pending: PendingAuthorization,
+        code: Result<AuthorizationCode>,
+    ) -> std::result::Result<ConnectOutcome, (Error, Option<u64>)> {
+        let code = code.map_err(|e| (e, None))?;
         let PendingAuthorization { tenant, pkce_verifier, required_scopes, return_to, reconnect, .. } = pending;
-        let tokens = self.inner.connector.exchange_code(code, pkce_verifier).await?;
+        let tokens = self.inner.connector.exchange_code(code, pkce_verifier).await.map_err(|e| (e, None))?;
         let admitted = async {
             let installed = self
                 .inner
@@ -150,24 +179,24 @@ impl Connections {
         };
         match admitted.await {
             Ok((connection, reconnected)) => Ok(ConnectOutcome { connection, return_to, reconnected }),
-            Err(Stop::Failed(e)) => Err(e),
+            Err(Stop::Failed(e)) => Err((e, tokens.portal_id)),
             Err(Stop::Refused(e, portal)) => {
                 if let Some(refresh) = &tokens.refresh_token {
                     self.revoke_refused(refresh, portal).await;
                 }
-                Err(e)
+                Err((e, portal.or(tokens.portal_id)))
             }
         }
     }
 
     /// Step 1: the pending authorization the callback's state names, taken (so used once) before anything is
-    /// checked, and the code. A callback without a known state is refused before anything is exchanged, whatever
+    /// checked, and the code (or why the callback carries none usable: expired, declined). A callback without a known state is refused before anything is exchanged, whatever
     /// else it carries.
     async fn take_pending(
         &self,
         tenant: Option<&str>,
         callback: &Callback,
-    ) -> Result<(PendingAuthorization, AuthorizationCode)> {
+    ) -> Result<(PendingAuthorization, Result<AuthorizationCode>)> {
         let pending = match &callback.state {
             Some(state) => self.inner.store.take_pending(&PendingAuthorization::hash_state(state.secret())).await?,
             None => None,
@@ -188,19 +217,21 @@ impl Connections {
                 "the callback's state was started by another tenant; nothing was exchanged",
             ));
         }
-        if self.now() >= pending.expires_at {
-            return Err(Error::new(
+        // The pending authorization is the tenant's own: what fails now is the tenant's failed connect.
+        let code = if self.now() >= pending.expires_at {
+            Err(Error::new(
                 ErrorCode::TokenExpired,
                 "the authorization took too long and expired; start connecting again",
-            ));
-        }
-        if let Some(error) = &callback.error {
-            return Err(access_denied(error, callback.error_description.as_deref()));
-        }
-        match &callback.code {
-            Some(code) => Ok((pending, AuthorizationCode::new(code.secret()))),
-            None => Err(Error::new(ErrorCode::InvalidState, "the callback has no code")),
-        }
+            ))
+        } else if let Some(error) = &callback.error {
+            Err(access_denied(error, callback.error_description.as_deref()))
+        } else {
+            match &callback.code {
+                Some(code) => Ok(AuthorizationCode::new(code.secret())),
+                None => Err(Error::new(ErrorCode::InvalidState, "the callback has no code")),
+            }
+        };
+        Ok((pending, code))
     }
 
     /// Step 4: the vendor's policy on an identified installation: every required scope granted, an account type
@@ -263,10 +294,11 @@ impl Connections {
             }
             return Ok((self.replace_tokens(current, connection).await?, true));
         }
-        match self.inner.store.insert(&connection, self.insert_rules(tenant)).await? {
+        let events = vec![self.event(EventKind::Connected, &connection)];
+        match self.inner.store.insert_with_events(&connection, self.insert_rules(tenant), &events).await? {
             Inserted::Created => {
                 self.remember(&connection);
-                self.emit(EventKind::Connected, &connection);
+                self.publish(events);
                 Ok((connection, false))
             }
             Inserted::Existing(current) => Ok((self.replace_tokens(*current, connection).await?, true)),
@@ -324,10 +356,18 @@ impl Connections {
             next.hub_domain = fresh.hub_domain.clone();
             next.account_type = fresh.account_type.clone();
             next.kind = CredentialKind::OAuth;
-            if self.inner.store.compare_and_swap(&next).await? {
+            // `recovered` first (when it was not connected), then `reconnected`, then `scopes_changed`.
+            let mut events = Vec::new();
+            if was != ConnectionStatus::Connected {
+                events.push(self.event(EventKind::Recovered, &next));
+            }
+            events.push(self.event(EventKind::Reconnected, &next));
+            if scopes_differ(&current.scopes, &next.scopes) {
+                events.push(self.event(EventKind::ScopesChanged, &next));
+            }
+            if self.inner.store.compare_and_swap_with_events(&next, &events).await? {
                 self.remember(&next);
-                let kind = if was == ConnectionStatus::Connected { EventKind::Connected } else { EventKind::Recovered };
-                self.emit(kind, &next);
+                self.publish(events);
                 return Ok(next);
             }
             current = self.inner.store.get(&current.id).await?.ok_or_else(|| not_found(&current.id))?;
@@ -346,9 +386,10 @@ impl Connections {
         let mut connection = Connection::new(tenant, installed.portal_id, token, None, None, self.now());
         connection.kind = CredentialKind::PrivateApp;
         apply_installation(&mut connection, &installed);
-        match self.inner.store.insert(&connection, self.insert_rules(tenant)).await? {
+        let events = vec![self.event(EventKind::Connected, &connection)];
+        match self.inner.store.insert_with_events(&connection, self.insert_rules(tenant), &events).await? {
             Inserted::Created => {
-                self.emit(EventKind::Connected, &connection);
+                self.publish(events);
                 Ok(connection)
             }
             Inserted::Existing(c) => Err(Error::new(
@@ -383,6 +424,14 @@ fn access_denied(error: &str, description: Option<&str>) -> Error {
         ErrorCode::AccessDenied,
         format!("HubSpot did not grant access ({error}{}); connect again to retry", detail.unwrap_or_default()),
     )
+}
+
+/// Whether two scope lists name different scopes (order and repeats aside).
+pub(crate) fn scopes_differ(a: &[Scope], b: &[Scope]) -> bool {
+    fn set(s: &[Scope]) -> std::collections::BTreeSet<&str> {
+        s.iter().map(Scope::as_str).collect()
+    }
+    set(a) != set(b)
 }
 
 fn apply_installation(c: &mut Connection, installed: &Installation) {

@@ -4,7 +4,6 @@ mod admin;
 mod cache;
 mod callback;
 mod connect;
-mod event;
 mod options;
 mod refresh;
 mod tenant;
@@ -18,14 +17,15 @@ use tokio::sync::broadcast;
 pub use self::admin::{DisconnectReport, SweepReport, TestReport};
 pub use self::callback::{Callback, validate_return_path};
 pub use self::connect::{AuthorizeRedirect, ConnectOutcome};
-pub use self::event::{Event, EventKind};
 pub use self::options::{BeginOptions, ConnectionsBuilder, PlanLimit, Policy, PortalLimit, SweepOptions};
 pub use self::tenant::TenantConnections;
+use crate::event::{Event, EventKind};
 
 use crate::clock::Clock;
 use crate::connection::{Connection, ConnectionId};
 use crate::connector::Connector;
-use crate::error::{Error, ErrorCode};
+use crate::error::{Error, ErrorCode, Result};
+use crate::event::{EventCursor, LoggedEvent};
 use crate::scope::Scope;
 use crate::store::TokenStore;
 
@@ -102,7 +102,8 @@ impl Connections {
         &self.inner.policy
     }
 
-    /// Subscribes to connection events (a slow subscriber misses the oldest, see tokio's `broadcast`).
+    /// Subscribes to this process's connection events, as they are written to the store's log (a slow subscriber
+    /// misses the oldest, see tokio's `broadcast`; the log itself, [`Connections::events_since`], misses nothing).
     pub fn subscribe(&self) -> broadcast::Receiver<Event> {
         self.inner.events.subscribe()
     }
@@ -111,16 +112,44 @@ impl Connections {
         self.inner.clock.now()
     }
 
-    pub(crate) fn emit(&self, kind: EventKind, c: &Connection) {
-        let event = Event::new(kind, c, self.now());
-        tracing::info!(
-            event = ?kind,
-            connection = %c.id,
-            portal_id = c.portal_id,
-            code = c.last_error.as_ref().map(|e| e.code.as_str()),
-            "hubspot connection event"
-        );
-        let _ = self.inner.events.send(event);
+    /// A new event about `c`, now.
+    pub(crate) fn event(&self, kind: EventKind, c: &Connection) -> Event {
+        Event::new(kind, c, self.now())
+    }
+
+    /// Logs events the store has written and sends them to subscribers.
+    pub(crate) fn publish(&self, events: Vec<Event>) {
+        for event in events {
+            tracing::info!(
+                event = event.kind.as_str(),
+                connection = event.connection_id.as_ref().map(ConnectionId::as_str),
+                portal_id = event.portal_id,
+                code = event.code.map(|c| c.as_str()),
+                correlation_id = event.correlation_id.as_deref(),
+                "hubspot connection event"
+            );
+            let _ = self.inner.events.send(event);
+        }
+    }
+
+    /// A connection's events, oldest first, as long as the event log keeps them ([`Policy::event_retention`]); a
+    /// disconnected connection's history stays.
+    pub async fn history(&self, id: &ConnectionId) -> Result<Vec<LoggedEvent>> {
+        self.inner.store.history(id, usize::MAX).await
+    }
+
+    /// At most `limit` events of every connection after `cursor` ([`EventCursor::START`] for the oldest kept),
+    /// oldest first. Continue from the last one's cursor to read on: nothing is skipped, across every process
+    /// sharing the store.
+    pub async fn events_since(&self, cursor: EventCursor, limit: usize) -> Result<Vec<LoggedEvent>> {
+        self.inner.store.events_since(cursor, limit).await
+    }
+
+    /// Removes the events older than [`Policy::event_retention`] from the store's log (every
+    /// [`sweep`](Connections::sweep) does it too); returns how many.
+    pub async fn purge_events(&self) -> Result<u64> {
+        let horizon = self.now().checked_sub(self.inner.policy.event_retention).unwrap_or(std::time::UNIX_EPOCH);
+        self.inner.store.purge_events(horizon).await
     }
 }
 

@@ -77,6 +77,9 @@ pub struct Policy {
     /// The longest a cached token is served without checking the store still holds it (a connection disconnected
     /// or refreshed by another process is noticed within this time). Default 5 s.
     pub cache_revalidate: Duration,
+    /// How long the store's event log keeps an event: [`Connections::purge_events`] (which every
+    /// [`Connections::sweep`] runs) removes older ones. Default 30 days.
+    pub event_retention: Duration,
 }
 
 impl Default for Policy {
@@ -92,6 +95,7 @@ impl Default for Policy {
             lease_poll: Duration::from_millis(100),
             backoff: Backoff::new(Duration::from_secs(30), Duration::from_secs(1800)).without_jitter(),
             cache_revalidate: Duration::from_secs(5),
+            event_retention: Duration::from_secs(30 * 24 * 3600),
         }
     }
 }
@@ -205,6 +209,12 @@ impl ConnectionsBuilder {
     /// Account types refused with [`ErrorCode::WrongAccountType`](crate::ErrorCode::WrongAccountType) (default: `APP_DEVELOPER`).
     pub fn refuse_account_types(mut self, types: impl IntoIterator<Item = AccountType>) -> Self {
         self.policy.refused_account_types = types.into_iter().collect();
+        self
+    }
+
+    /// How long the event log keeps events (default 30 days); see [`Policy::event_retention`].
+    pub fn event_retention(mut self, retention: Duration) -> Self {
+        self.policy.event_retention = retention;
         self
     }
 

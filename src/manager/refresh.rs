@@ -14,7 +14,7 @@ use std::time::{Duration, SystemTime};
 
 use sha2::{Digest as _, Sha256};
 
-use super::{Connections, EventKind, not_found};
+use super::{Connections, Event, EventKind, not_found};
 use crate::clock::saturating_add;
 use crate::connection::{Connection, ConnectionId, ConnectionStatus, CredentialKind, LastError};
 use crate::error::{Error, ErrorCode, Result};
@@ -343,8 +343,14 @@ impl Connections {
                     next.scopes = scopes;
                 }
                 next.mark_healthy();
-                let recovered = c.status != ConnectionStatus::Connected;
-                return self.store_refreshed(c, next, recovered).await;
+                let mut events = vec![self.event(EventKind::Refreshed, &next)];
+                if c.status != ConnectionStatus::Connected {
+                    events.push(self.event(EventKind::Recovered, &next));
+                }
+                if super::connect::scopes_differ(&c.scopes, &next.scopes) {
+                    events.push(self.event(EventKind::ScopesChanged, &next));
+                }
+                return self.store_refreshed(c, next, events).await;
             }
             Err(e) => e,
         };
@@ -374,19 +380,16 @@ impl Connections {
 
     /// Writes refreshed tokens. A lost compare-and-swap means a newer writer: its record wins. A store that keeps
     /// failing: the tokens stay in this process's memory and the write is tried again on the next call.
-    async fn store_refreshed(&self, read: Connection, mut next: Connection, recovered: bool) -> Result<AccessToken> {
+    async fn store_refreshed(&self, read: Connection, mut next: Connection, events: Vec<Event>) -> Result<AccessToken> {
         let mut attempt = 0;
         loop {
             attempt += 1;
             crate::failpoint::hit("refresh.before_store_write");
-            match self.inner.store.compare_and_swap(&next).await {
+            match self.inner.store.compare_and_swap_with_events(&next, &events).await {
                 Ok(true) => {
                     crate::failpoint::hit("refresh.after_store_write");
                     self.remember(&next);
-                    self.emit(EventKind::Refreshed, &next);
-                    if recovered {
-                        self.emit(EventKind::Recovered, &next);
-                    }
+                    self.publish(events);
                     return Ok(next.access_token);
                 }
                 Ok(false) => {
@@ -426,8 +429,13 @@ impl Connections {
     /// Writes tokens that an earlier store failure left in memory only.
     pub(crate) async fn flush_unsaved(&self) {
         for next in self.inner.cache.take_unsaved() {
-            match self.inner.store.compare_and_swap(&next).await {
-                Ok(true) => tracing::info!(connection = %next.id, "stored tokens an earlier store failure held back"),
+            // The refresh is logged when it is stored.
+            let events = vec![self.event(EventKind::Refreshed, &next)];
+            match self.inner.store.compare_and_swap_with_events(&next, &events).await {
+                Ok(true) => {
+                    tracing::info!(connection = %next.id, "stored tokens an earlier store failure held back");
+                    self.publish(events);
+                }
                 Ok(false) => {
                     tracing::warn!(connection = %next.id, "tokens held back by a store failure were superseded")
                 }
@@ -443,13 +451,15 @@ impl Connections {
         for _ in 0..WRITE_ATTEMPTS {
             let now = self.now();
             let next = failed(&base, error, status, now, &self.inner.policy);
-            match self.inner.store.compare_and_swap(&next).await {
+            let kind =
+                if status == ConnectionStatus::NeedsReauth { EventKind::NeedsReauth } else { EventKind::RefreshFailed };
+            let events = vec![self.event(kind, &next).with_error(error)];
+            match self.inner.store.compare_and_swap_with_events(&next, &events).await {
                 Ok(true) => {
+                    self.publish(events);
                     if status == ConnectionStatus::NeedsReauth {
                         self.forget(&next.id);
-                        self.emit(EventKind::NeedsReauth, &next);
                     } else {
-                        self.emit(EventKind::RefreshFailed, &next);
                         // Callers in this process wait for the cooldown instead of asking again.
                         match (next.retry_at, next.expires_at) {
                             (Some(retry_at), Some(expires_at)) if now < expires_at => {

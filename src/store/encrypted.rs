@@ -11,9 +11,10 @@ use chacha20poly1305::{XChaCha20Poly1305, XNonce};
 use rand::RngCore;
 use zeroize::Zeroizing;
 
-use super::{ConnectionFilter, ConnectionStore, InsertRules, Inserted, LeaseStore, PendingStore};
+use super::{ConnectionFilter, ConnectionStore, EventStore, InsertRules, Inserted, LeaseStore, PendingStore};
 use crate::connection::{Connection, ConnectionId, PendingAuthorization};
 use crate::error::{Error, ErrorCode, Result};
+use crate::event::{Event, EventCursor, LoggedEvent};
 use crate::secret::{AccessToken, PkceVerifier, RefreshToken};
 
 const PREFIX: &str = "enc:v1:";
@@ -340,23 +341,46 @@ impl<S: ConnectionStore> ConnectionStore for EncryptedStore<S> {
         self.inner.get(id).await?.map(|c| self.open_connection(c)).transpose()
     }
 
-    async fn insert(&self, connection: &Connection, rules: InsertRules) -> Result<Inserted> {
-        Ok(match self.inner.insert(&self.seal_connection(connection)?, rules).await? {
+    async fn insert_with_events(
+        &self,
+        connection: &Connection,
+        rules: InsertRules,
+        events: &[Event],
+    ) -> Result<Inserted> {
+        // Events hold no secret: they pass through.
+        Ok(match self.inner.insert_with_events(&self.seal_connection(connection)?, rules, events).await? {
             Inserted::Existing(c) => Inserted::Existing(Box::new(self.open_connection(*c)?)),
             other => other,
         })
     }
 
-    async fn compare_and_swap(&self, next: &Connection) -> Result<bool> {
-        self.inner.compare_and_swap(&self.seal_connection(next)?).await
+    async fn compare_and_swap_with_events(&self, next: &Connection, events: &[Event]) -> Result<bool> {
+        self.inner.compare_and_swap_with_events(&self.seal_connection(next)?, events).await
     }
 
-    async fn delete(&self, id: &ConnectionId) -> Result<bool> {
-        self.inner.delete(id).await
+    async fn delete_with_events(&self, id: &ConnectionId, events: &[Event]) -> Result<bool> {
+        self.inner.delete_with_events(id, events).await
     }
 
     async fn list(&self, filter: &ConnectionFilter) -> Result<Vec<Connection>> {
         self.inner.list(filter).await?.into_iter().map(|c| self.open_connection(c)).collect()
+    }
+}
+
+/// Events hold no secret: the log passes through unencrypted.
+#[async_trait]
+impl<S: EventStore> EventStore for EncryptedStore<S> {
+    async fn append_events(&self, events: &[Event]) -> Result<()> {
+        self.inner.append_events(events).await
+    }
+    async fn events_since(&self, cursor: EventCursor, limit: usize) -> Result<Vec<LoggedEvent>> {
+        self.inner.events_since(cursor, limit).await
+    }
+    async fn history(&self, id: &ConnectionId, limit: usize) -> Result<Vec<LoggedEvent>> {
+        self.inner.history(id, limit).await
+    }
+    async fn purge_events(&self, older_than: SystemTime) -> Result<u64> {
+        self.inner.purge_events(older_than).await
     }
 }
 

@@ -7,12 +7,14 @@ use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
 
-use super::{ConnectionFilter, ConnectionStore, InsertRules, Inserted, LeaseStore, PendingStore};
+use super::{ConnectionFilter, ConnectionStore, EventStore, InsertRules, Inserted, LeaseStore, PendingStore};
 use crate::clock::saturating_add;
 use crate::connection::{Connection, ConnectionId, PendingAuthorization};
 use crate::error::Result;
+use crate::event::{Event, EventCursor, LoggedEvent};
 
-/// Connections, pending authorizations and leases in memory, each rule held under one lock.
+/// Connections, pending authorizations, leases and the event log in memory, each rule held under one lock (an event
+/// is appended under the lock of the write it reports).
 #[derive(Debug, Default)]
 pub struct MemoryStore {
     state: Mutex<State>,
@@ -23,6 +25,19 @@ struct State {
     connections: HashMap<ConnectionId, Connection>,
     pending: HashMap<String, PendingAuthorization>,
     leases: HashMap<String, (String, SystemTime)>,
+    /// Oldest first.
+    events: Vec<LoggedEvent>,
+    /// The last cursor given out.
+    last_event: u64,
+}
+
+impl State {
+    fn append(&mut self, events: &[Event]) {
+        for event in events {
+            self.last_event += 1;
+            self.events.push(LoggedEvent::new(EventCursor::from_position(self.last_event), event.clone()));
+        }
+    }
 }
 
 impl MemoryStore {
@@ -42,7 +57,12 @@ impl ConnectionStore for MemoryStore {
         Ok(self.state().connections.get(id).cloned())
     }
 
-    async fn insert(&self, connection: &Connection, rules: InsertRules) -> Result<Inserted> {
+    async fn insert_with_events(
+        &self,
+        connection: &Connection,
+        rules: InsertRules,
+        events: &[Event],
+    ) -> Result<Inserted> {
         let mut state = self.state();
         let all = &mut state.connections;
         if let Some(same) = all.values().find(|c| c.tenant == connection.tenant && c.portal_id == connection.portal_id)
@@ -61,22 +81,29 @@ impl ConnectionStore for MemoryStore {
         let mut stored = connection.clone();
         stored.version = 1;
         all.insert(stored.id.clone(), stored);
+        state.append(events);
         Ok(Inserted::Created)
     }
 
-    async fn compare_and_swap(&self, next: &Connection) -> Result<bool> {
+    async fn compare_and_swap_with_events(&self, next: &Connection, events: &[Event]) -> Result<bool> {
         let mut state = self.state();
         match state.connections.get_mut(&next.id) {
             Some(current) if current.version.checked_add(1) == Some(next.version) => {
                 *current = next.clone();
+                state.append(events);
                 Ok(true)
             }
             _ => Ok(false),
         }
     }
 
-    async fn delete(&self, id: &ConnectionId) -> Result<bool> {
-        Ok(self.state().connections.remove(id).is_some())
+    async fn delete_with_events(&self, id: &ConnectionId, events: &[Event]) -> Result<bool> {
+        let mut state = self.state();
+        let deleted = state.connections.remove(id).is_some();
+        if deleted {
+            state.append(events);
+        }
+        Ok(deleted)
     }
 
     async fn list(&self, filter: &ConnectionFilter) -> Result<Vec<Connection>> {
@@ -138,6 +165,41 @@ impl LeaseStore for MemoryStore {
             return Ok(true);
         }
         Ok(false)
+    }
+}
+
+#[async_trait]
+impl EventStore for MemoryStore {
+    async fn append_events(&self, events: &[Event]) -> Result<()> {
+        self.state().append(events);
+        Ok(())
+    }
+
+    async fn events_since(&self, cursor: EventCursor, limit: usize) -> Result<Vec<LoggedEvent>> {
+        let state = self.state();
+        let first = state.events.partition_point(|e| e.cursor <= cursor);
+        Ok(state.events[first..].iter().take(limit).cloned().collect())
+    }
+
+    async fn history(&self, id: &ConnectionId, limit: usize) -> Result<Vec<LoggedEvent>> {
+        let state = self.state();
+        let mut found: Vec<LoggedEvent> = state
+            .events
+            .iter()
+            .rev()
+            .filter(|e| e.event.connection_id.as_ref() == Some(id))
+            .take(limit)
+            .cloned()
+            .collect();
+        found.reverse();
+        Ok(found)
+    }
+
+    async fn purge_events(&self, older_than: SystemTime) -> Result<u64> {
+        let mut state = self.state();
+        let before = state.events.len();
+        state.events.retain(|e| e.event.occurred_at >= older_than);
+        Ok((before - state.events.len()) as u64)
     }
 }
 

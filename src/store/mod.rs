@@ -1,13 +1,14 @@
 //! Where connections, pending authorizations and refresh leases live: the store traits and their backends.
 //!
-//! Three small traits, one per kind of record, and [`TokenStore`] for a type that has all three (implemented
+//! Four small traits, one per kind of record, and [`TokenStore`] for a type that has all four (implemented
 //! automatically). Every rule that must hold across workers is the store's job, done atomically:
 //!
 //! - every connection write is a compare-and-swap on [`Connection::version`], so a stale writer never overwrites a
 //!   newer token;
 //! - a pending authorization is taken at most once;
 //! - a lease has an owner and a time to live, and only its owner releases it;
-//! - one portal belongs to one tenant, and a tenant's portal limit holds, checked in the same atomic step as the insert.
+//! - one portal belongs to one tenant, and a tenant's portal limit holds, checked in the same atomic step as the insert;
+//! - an event is appended to the event log in the same atomic step as the change it reports.
 //!
 //! A lookup returns `Result<Option<_>>`: a miss is `Ok(None)`, an outage is an [`Error`] with
 //! [`ErrorCode::StoreUnavailable`].
@@ -45,6 +46,8 @@ use crate::connection::{Connection, ConnectionId, ConnectionStatus};
 #[allow(unused_imports)]
 use crate::error::ErrorCode;
 use crate::error::{Error, Result};
+use crate::event::Event;
+pub use crate::event::{EventCursor, LoggedEvent};
 
 /// Rules checked atomically when a connection is inserted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -136,8 +139,9 @@ impl ConnectionFilter {
 /// Connections, written only by compare-and-swap.
 ///
 /// # Writing your own backend
-/// A complete backend over a `Mutex<HashMap>`: every rule in one critical section. A database does the same with a
-/// transaction, a unique constraint and `UPDATE … WHERE version = $n`.
+/// A complete backend over a `Mutex<HashMap>`: every rule in one critical section, the events appended under the
+/// same lock as the write they report. A database does the same with a transaction, a unique constraint,
+/// `UPDATE … WHERE version = $n` and an `INSERT` into its event table.
 ///
 /// ```
 /// use std::collections::HashMap;
@@ -145,14 +149,15 @@ impl ConnectionFilter {
 /// use std::time::{Duration, SystemTime};
 /// use async_trait::async_trait;
 /// use hubspot_connect::store::{
-///     ConnectionFilter, ConnectionStore, Inserted, InsertRules, LeaseStore, PendingAuthorization, PendingStore,
-///     TokenStore, lease_is_absurd,
+///     ConnectionFilter, ConnectionStore, EventStore, Inserted, InsertRules, LeaseStore, LoggedEvent,
+///     PendingAuthorization, PendingStore, TokenStore, lease_is_absurd,
 /// };
-/// use hubspot_connect::{Connection, ConnectionId, Result};
+/// use hubspot_connect::{Connection, ConnectionId, Event, EventCursor, Result};
 ///
 /// #[derive(Debug, Default)]
 /// struct MyStore {
-///     connections: Mutex<HashMap<ConnectionId, Connection>>,
+///     // The connections, the event log, and the last event position given out.
+///     connections: Mutex<(HashMap<ConnectionId, Connection>, Vec<LoggedEvent>, u64)>,
 ///     pending: Mutex<HashMap<String, PendingAuthorization>>,
 ///     leases: Mutex<HashMap<String, (String, SystemTime)>>,
 /// }
@@ -160,10 +165,12 @@ impl ConnectionFilter {
 /// #[async_trait]
 /// impl ConnectionStore for MyStore {
 ///     async fn get(&self, id: &ConnectionId) -> Result<Option<Connection>> {
-///         Ok(self.connections.lock().unwrap().get(id).cloned())
+///         Ok(self.connections.lock().unwrap().0.get(id).cloned())
 ///     }
-///     async fn insert(&self, connection: &Connection, rules: InsertRules) -> Result<Inserted> {
-///         let mut all = self.connections.lock().unwrap();
+///     async fn insert_with_events(&self, connection: &Connection, rules: InsertRules, events: &[Event])
+///         -> Result<Inserted> {
+///         let mut guard = self.connections.lock().unwrap();
+///         let (all, log, last) = &mut *guard;
 ///         if let Some(same) = all.values().find(|c| c.tenant == connection.tenant && c.portal_id == connection.portal_id) {
 ///             return Ok(Inserted::Existing(Box::new(same.clone())));
 ///         }
@@ -179,24 +186,33 @@ impl ConnectionFilter {
 ///         let mut stored = connection.clone();
 ///         stored.version = 1;
 ///         all.insert(stored.id.clone(), stored);
+///         append(log, last, events);
 ///         Ok(Inserted::Created)
 ///     }
-///     async fn compare_and_swap(&self, next: &Connection) -> Result<bool> {
-///         let mut all = self.connections.lock().unwrap();
+///     async fn compare_and_swap_with_events(&self, next: &Connection, events: &[Event]) -> Result<bool> {
+///         let mut guard = self.connections.lock().unwrap();
+///         let (all, log, last) = &mut *guard;
 ///         match all.get_mut(&next.id) {
 ///             Some(current) if current.version + 1 == next.version => {
 ///                 *current = next.clone();
+///                 append(log, last, events);
 ///                 Ok(true)
 ///             }
 ///             _ => Ok(false),
 ///         }
 ///     }
-///     async fn delete(&self, id: &ConnectionId) -> Result<bool> {
-///         Ok(self.connections.lock().unwrap().remove(id).is_some())
+///     async fn delete_with_events(&self, id: &ConnectionId, events: &[Event]) -> Result<bool> {
+///         let mut guard = self.connections.lock().unwrap();
+///         let (all, log, last) = &mut *guard;
+///         let deleted = all.remove(id).is_some();
+///         if deleted {
+///             append(log, last, events);
+///         }
+///         Ok(deleted)
 ///     }
 ///     async fn list(&self, filter: &ConnectionFilter) -> Result<Vec<Connection>> {
 ///         let mut found: Vec<Connection> =
-///             self.connections.lock().unwrap().values().filter(|c| filter.matches(c)).cloned().collect();
+///             self.connections.lock().unwrap().0.values().filter(|c| filter.matches(c)).cloned().collect();
 ///         found.sort_by(|a, b| a.id.cmp(&b.id));
 ///         Ok(found)
 ///     }
@@ -237,6 +253,39 @@ impl ConnectionFilter {
 ///     }
 /// }
 ///
+/// fn append(log: &mut Vec<LoggedEvent>, last: &mut u64, events: &[Event]) {
+///     for event in events {
+///         *last += 1; // never reused, even after a purge
+///         log.push(LoggedEvent::new(EventCursor::from_position(*last), event.clone()));
+///     }
+/// }
+///
+/// #[async_trait]
+/// impl EventStore for MyStore {
+///     async fn append_events(&self, events: &[Event]) -> Result<()> {
+///         let mut guard = self.connections.lock().unwrap();
+///         let (_, log, last) = &mut *guard;
+///         append(log, last, events);
+///         Ok(())
+///     }
+///     async fn events_since(&self, cursor: EventCursor, limit: usize) -> Result<Vec<LoggedEvent>> {
+///         let log = &self.connections.lock().unwrap().1;
+///         Ok(log.iter().filter(|e| e.cursor > cursor).take(limit).cloned().collect())
+///     }
+///     async fn history(&self, id: &ConnectionId, limit: usize) -> Result<Vec<LoggedEvent>> {
+///         let log = &self.connections.lock().unwrap().1;
+///         let mine: Vec<LoggedEvent> =
+///             log.iter().filter(|e| e.event.connection_id.as_ref() == Some(id)).cloned().collect();
+///         Ok(mine[mine.len().saturating_sub(limit)..].to_vec())
+///     }
+///     async fn purge_events(&self, older_than: SystemTime) -> Result<u64> {
+///         let log = &mut self.connections.lock().unwrap().1;
+///         let before = log.len();
+///         log.retain(|e| e.event.occurred_at >= older_than);
+///         Ok((before - log.len()) as u64)
+///     }
+/// }
+///
 /// fn assert_token_store<T: TokenStore>() {}
 /// assert_token_store::<MyStore>();
 /// ```
@@ -245,18 +294,64 @@ pub trait ConnectionStore: fmt::Debug + Send + Sync + 'static {
     /// The connection with this id.
     async fn get(&self, id: &ConnectionId) -> Result<Option<Connection>>;
 
-    /// Stores a new connection with version 1, checking [`InsertRules`] and "one portal, one tenant" atomically.
-    async fn insert(&self, connection: &Connection, rules: InsertRules) -> Result<Inserted>;
+    /// Stores a new connection with version 1, checking [`InsertRules`] and "one portal, one tenant" atomically,
+    /// and appends `events` to the event log in the same atomic step: all of it when the answer is
+    /// [`Inserted::Created`], nothing otherwise.
+    async fn insert_with_events(
+        &self,
+        connection: &Connection,
+        rules: InsertRules,
+        events: &[Event],
+    ) -> Result<Inserted>;
 
-    /// Replaces the stored connection with `next` if, and only if, the stored version is `next.version - 1`.
-    /// `Ok(false)` when another writer got there first (or the connection is gone): re-read, never overwrite.
-    async fn compare_and_swap(&self, next: &Connection) -> Result<bool>;
+    /// Replaces the stored connection with `next` if, and only if, the stored version is `next.version - 1`, and
+    /// appends `events` in the same atomic step. `Ok(false)` when another writer got there first (or the connection
+    /// is gone): nothing is written, no event appended; re-read, never overwrite.
+    async fn compare_and_swap_with_events(&self, next: &Connection, events: &[Event]) -> Result<bool>;
 
-    /// Deletes a connection. `Ok(false)` when there was none.
-    async fn delete(&self, id: &ConnectionId) -> Result<bool>;
+    /// Deletes a connection and appends `events` in the same atomic step. `Ok(false)` when there was none (and no
+    /// event is appended).
+    async fn delete_with_events(&self, id: &ConnectionId, events: &[Event]) -> Result<bool>;
 
     /// The connections matching `filter`, ordered by id.
     async fn list(&self, filter: &ConnectionFilter) -> Result<Vec<Connection>>;
+
+    /// [`ConnectionStore::insert_with_events`] with no event.
+    async fn insert(&self, connection: &Connection, rules: InsertRules) -> Result<Inserted> {
+        self.insert_with_events(connection, rules, &[]).await
+    }
+
+    /// [`ConnectionStore::compare_and_swap_with_events`] with no event.
+    async fn compare_and_swap(&self, next: &Connection) -> Result<bool> {
+        self.compare_and_swap_with_events(next, &[]).await
+    }
+
+    /// [`ConnectionStore::delete_with_events`] with no event.
+    async fn delete(&self, id: &ConnectionId) -> Result<bool> {
+        self.delete_with_events(id, &[]).await
+    }
+}
+
+/// The event log: append-only, ordered per store by an [`EventCursor`] that survives restarts.
+///
+/// Events that report a change of a connection are appended by the write that makes the change
+/// ([`ConnectionStore::insert_with_events`] and its siblings), so there is never one without the other;
+/// [`EventStore::append_events`] is for events with no change to go with (a failed connect). Events hold no secret:
+/// a wrapping store (such as [`EncryptedStore`]) passes them through.
+#[async_trait]
+pub trait EventStore: fmt::Debug + Send + Sync + 'static {
+    /// Appends `events`, in order, atomically.
+    async fn append_events(&self, events: &[Event]) -> Result<()>;
+
+    /// At most `limit` events strictly after `cursor`, oldest first. Events are ordered as the store committed
+    /// them, so a reader that continues from the last cursor it saw misses none, across every process.
+    async fn events_since(&self, cursor: EventCursor, limit: usize) -> Result<Vec<LoggedEvent>>;
+
+    /// The newest `limit` events of a connection (it may be gone: its history stays), oldest first.
+    async fn history(&self, id: &ConnectionId, limit: usize) -> Result<Vec<LoggedEvent>>;
+
+    /// Removes the events that occurred before `older_than`; returns how many.
+    async fn purge_events(&self, older_than: SystemTime) -> Result<u64>;
 }
 
 /// The most pending authorizations a built-in store keeps for one tenant: storing another drops that tenant's
@@ -301,14 +396,15 @@ pub fn lease_is_absurd(until: SystemTime, now: SystemTime, ttl: Duration) -> boo
     until.duration_since(now).is_ok_and(|ahead| ahead > ttl.saturating_mul(2))
 }
 
-/// A store with all three: what [`crate::Connections`] needs. Implemented for every such type.
-pub trait TokenStore: ConnectionStore + PendingStore + LeaseStore {}
+/// A store with all four: what [`crate::Connections`] needs. Implemented for every such type.
+pub trait TokenStore: ConnectionStore + PendingStore + LeaseStore + EventStore {}
 
-impl<T: ConnectionStore + PendingStore + LeaseStore> TokenStore for T {}
+impl<T: ConnectionStore + PendingStore + LeaseStore + EventStore> TokenStore for T {}
 
 const _: Option<&dyn ConnectionStore> = None;
 const _: Option<&dyn PendingStore> = None;
 const _: Option<&dyn LeaseStore> = None;
+const _: Option<&dyn EventStore> = None;
 
 /// A [`ErrorCode::StoreUnavailable`] error for a backend failure. The source must not hold secrets.
 pub fn store_error(what: &str, source: impl std::error::Error + Send + Sync + 'static) -> Error {
@@ -320,17 +416,38 @@ impl<T: ConnectionStore + ?Sized> ConnectionStore for std::sync::Arc<T> {
     async fn get(&self, id: &ConnectionId) -> Result<Option<Connection>> {
         (**self).get(id).await
     }
-    async fn insert(&self, connection: &Connection, rules: InsertRules) -> Result<Inserted> {
-        (**self).insert(connection, rules).await
+    async fn insert_with_events(
+        &self,
+        connection: &Connection,
+        rules: InsertRules,
+        events: &[Event],
+    ) -> Result<Inserted> {
+        (**self).insert_with_events(connection, rules, events).await
     }
-    async fn compare_and_swap(&self, next: &Connection) -> Result<bool> {
-        (**self).compare_and_swap(next).await
+    async fn compare_and_swap_with_events(&self, next: &Connection, events: &[Event]) -> Result<bool> {
+        (**self).compare_and_swap_with_events(next, events).await
     }
-    async fn delete(&self, id: &ConnectionId) -> Result<bool> {
-        (**self).delete(id).await
+    async fn delete_with_events(&self, id: &ConnectionId, events: &[Event]) -> Result<bool> {
+        (**self).delete_with_events(id, events).await
     }
     async fn list(&self, filter: &ConnectionFilter) -> Result<Vec<Connection>> {
         (**self).list(filter).await
+    }
+}
+
+#[async_trait]
+impl<T: EventStore + ?Sized> EventStore for std::sync::Arc<T> {
+    async fn append_events(&self, events: &[Event]) -> Result<()> {
+        (**self).append_events(events).await
+    }
+    async fn events_since(&self, cursor: EventCursor, limit: usize) -> Result<Vec<LoggedEvent>> {
+        (**self).events_since(cursor, limit).await
+    }
+    async fn history(&self, id: &ConnectionId, limit: usize) -> Result<Vec<LoggedEvent>> {
+        (**self).history(id, limit).await
+    }
+    async fn purge_events(&self, older_than: SystemTime) -> Result<u64> {
+        (**self).purge_events(older_than).await
     }
 }
 

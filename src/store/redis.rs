@@ -10,10 +10,13 @@ use ::redis::{AsyncCommands, Script, ScriptInvocation};
 use async_trait::async_trait;
 
 use super::record::{Bad, ConnectionRecord, PendingRecord, to_ms, validate_prefix};
-use super::{ConnectionFilter, ConnectionStore, InsertRules, Inserted, LeaseStore, PendingStore, store_error};
+use super::{
+    ConnectionFilter, ConnectionStore, EventStore, InsertRules, Inserted, LeaseStore, PendingStore, store_error,
+};
 use crate::clock::saturating_add;
 use crate::connection::{Connection, ConnectionId, PendingAuthorization};
 use crate::error::{Error, ErrorCode, Result};
+use crate::event::{Event, EventCursor, LoggedEvent};
 
 use super::PENDING_GRACE;
 
@@ -254,9 +257,30 @@ fn glob_escape(pattern: &str) -> String {
     out
 }
 
+/// The Lua function that appends events, put in front of every script that writes them. The log is a sorted set
+/// `{base}ev` (score: the sequence number from `INCR {base}evseq`; member: `{seq}|{occurred ms}|{event JSON}`),
+/// and each connection's events are also in `{base}evc:{id}`. Events come as argument pairs (connection id or "",
+/// `{occurred ms}|{event JSON}`) from `ARGV[first]` on.
+macro_rules! lua_append {
+    () => {
+        r#"
+local function append(base, first)
+  for i = first, #ARGV - 1, 2 do
+    local seq = redis.call('INCR', base .. 'evseq')
+    local member = string.format('%d', seq) .. '|' .. ARGV[i + 1]
+    redis.call('ZADD', base .. 'ev', seq, member)
+    if ARGV[i] ~= '' then redis.call('ZADD', base .. 'evc:' .. ARGV[i], seq, member) end
+  end
+end
+"#
+    };
+}
+
 /// KEYS: connection, tenant index, portal index, ids. ARGV: id, tenant, portal, record, shared ("1"/"0"), max
-/// portals ("" for none), the connection key prefix.
-const INSERT: &str = r#"
+/// portals ("" for none), the connection key prefix, the key base, then the events (see [`lua_append`]).
+const INSERT: &str = concat!(
+    lua_append!(),
+    r#"
 local same = redis.call('HGET', KEYS[2], ARGV[3])
 if same then
   local record = redis.call('HMGET', ARGV[7] .. same, 'v', 'd')
@@ -276,12 +300,16 @@ redis.call('HSET', KEYS[1], 'v', '1', 't', ARGV[2], 'p', ARGV[3], 'd', ARGV[4])
 redis.call('HSET', KEYS[2], ARGV[3], ARGV[1])
 redis.call('HSET', KEYS[3], ARGV[2], ARGV[1])
 redis.call('ZADD', KEYS[4], 0, ARGV[1])
+append(ARGV[8], 9)
 return {'created'}
-"#;
+"#
+);
 
 /// KEYS: connection, the new tenant index, the new portal index. ARGV: expected version, next version, tenant,
-/// portal, record, id, the key base (`{prefix}:`).
-const COMPARE_AND_SWAP: &str = r#"
+/// portal, record, id, the key base (`{prefix}:`), then the events (see [`lua_append`]).
+const COMPARE_AND_SWAP: &str = concat!(
+    lua_append!(),
+    r#"
 local cur = redis.call('HMGET', KEYS[1], 'v', 't', 'p')
 if not cur[1] or cur[1] ~= ARGV[1] then return 0 end
 if cur[2] ~= ARGV[3] or cur[3] ~= ARGV[4] then
@@ -293,11 +321,15 @@ if cur[2] ~= ARGV[3] or cur[3] ~= ARGV[4] then
   redis.call('HSET', KEYS[3], ARGV[3], ARGV[6])
 end
 redis.call('HSET', KEYS[1], 'v', ARGV[2], 't', ARGV[3], 'p', ARGV[4], 'd', ARGV[5])
+append(ARGV[7], 8)
 return 1
-"#;
+"#
+);
 
-/// KEYS: connection, ids. ARGV: id, the key base.
-const DELETE: &str = r#"
+/// KEYS: connection, ids. ARGV: id, the key base, then the events (see [`lua_append`]).
+const DELETE: &str = concat!(
+    lua_append!(),
+    r#"
 if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
 local cur = redis.call('HMGET', KEYS[1], 't', 'p')
 redis.call('DEL', KEYS[1])
@@ -308,7 +340,37 @@ if cur[1] and cur[2] then
   if redis.call('HGET', p, cur[1]) == ARGV[1] then redis.call('HDEL', p, cur[1]) end
 end
 redis.call('ZREM', KEYS[2], ARGV[1])
+append(ARGV[2], 3)
 return 1
+"#
+);
+
+/// ARGV: the key base, then the events (see [`lua_append`]).
+const APPEND: &str = concat!(lua_append!(), "append(ARGV[1], 2)\nreturn 1\n");
+
+/// KEYS: the log. ARGV: the key base, the horizon (ms), the most to remove. Removes the oldest events while they
+/// occurred before the horizon (the log is in append order, which is time order up to the writers' clocks).
+const PURGE_EVENTS: &str = r#"
+local removed = 0
+local horizon = tonumber(ARGV[2])
+local most = tonumber(ARGV[3])
+while removed < most do
+  local batch = redis.call('ZRANGE', KEYS[1], 0, 99)
+  if #batch == 0 then return removed end
+  for _, m in ipairs(batch) do
+    local ms, body = string.match(m, '^%d+|(-?%d+)|(.*)$')
+    if ms and tonumber(ms) >= horizon then return removed end
+    redis.call('ZREM', KEYS[1], m)
+    if body then
+      local ok, event = pcall(cjson.decode, body)
+      if ok and type(event) == 'table' and type(event.connection_id) == 'string' then
+        redis.call('ZREM', ARGV[1] .. 'evc:' .. event.connection_id, m)
+      end
+    end
+    removed = removed + 1
+  end
+end
+return removed
 "#;
 
 /// KEYS: lease. ARGV: owner, until (ms), now (ms), key expiry (ms).
@@ -392,8 +454,14 @@ impl ConnectionStore for RedisStore {
         }
     }
 
-    async fn insert(&self, connection: &Connection, rules: InsertRules) -> Result<Inserted> {
+    async fn insert_with_events(
+        &self,
+        connection: &Connection,
+        rules: InsertRules,
+        events: &[Event],
+    ) -> Result<Inserted> {
         let record = encode_connection(connection)?;
+        let events = encode_events(events)?;
         let mut conn = self.conn.clone();
         let script = Script::new(INSERT);
         let mut invocation = self.keyed(&script, connection);
@@ -403,6 +471,10 @@ impl ConnectionStore for RedisStore {
         let portal = connection.portal_id.to_string();
         let base = format!("{}c:", self.base);
         for arg in [connection.id.as_str(), &connection.tenant, &portal, &record, shared, &max_portals, &base] {
+            invocation.arg(arg);
+        }
+        invocation.arg(&self.base);
+        for arg in &events {
             invocation.arg(arg);
         }
         let reply: Vec<String> =
@@ -423,36 +495,40 @@ impl ConnectionStore for RedisStore {
         }
     }
 
-    async fn compare_and_swap(&self, next: &Connection) -> Result<bool> {
+    async fn compare_and_swap_with_events(&self, next: &Connection, events: &[Event]) -> Result<bool> {
         let Some(expected) = next.version.checked_sub(1) else { return Ok(false) };
         let record = encode_connection(next)?;
+        let events = encode_events(events)?;
         let mut conn = self.conn.clone();
         let script = Script::new(COMPARE_AND_SWAP);
-        let swapped: i64 = self
-            .keyed(&script, next)
+        let mut invocation = self.keyed(&script, next);
+        invocation
             .arg(expected.to_string())
             .arg(next.version.to_string())
             .arg(&next.tenant)
             .arg(next.portal_id.to_string())
             .arg(record)
             .arg(next.id.as_str())
-            .arg(&self.base)
-            .invoke_async(&mut conn)
-            .await
-            .map_err(|e| store_error("updating a connection", e))?;
+            .arg(&self.base);
+        for arg in &events {
+            invocation.arg(arg);
+        }
+        let swapped: i64 =
+            invocation.invoke_async(&mut conn).await.map_err(|e| store_error("updating a connection", e))?;
         Ok(swapped == 1)
     }
 
-    async fn delete(&self, id: &ConnectionId) -> Result<bool> {
+    async fn delete_with_events(&self, id: &ConnectionId, events: &[Event]) -> Result<bool> {
+        let events = encode_events(events)?;
         let mut conn = self.conn.clone();
-        let deleted: i64 = Script::new(DELETE)
-            .key(self.connection_key(id.as_str()))
-            .key(self.ids_key())
-            .arg(id.as_str())
-            .arg(&self.base)
-            .invoke_async(&mut conn)
-            .await
-            .map_err(|e| store_error("deleting a connection", e))?;
+        let script = Script::new(DELETE);
+        let mut invocation = script.key(self.connection_key(id.as_str()));
+        invocation.key(self.ids_key()).arg(id.as_str()).arg(&self.base);
+        for arg in &events {
+            invocation.arg(arg);
+        }
+        let deleted: i64 =
+            invocation.invoke_async(&mut conn).await.map_err(|e| store_error("deleting a connection", e))?;
         Ok(deleted == 1)
     }
 
@@ -489,6 +565,101 @@ impl ConnectionStore for RedisStore {
         }
         found.sort_by(|a, b| a.id.cmp(&b.id));
         Ok(found)
+    }
+}
+
+#[async_trait]
+impl EventStore for RedisStore {
+    async fn append_events(&self, events: &[Event]) -> Result<()> {
+        if events.is_empty() {
+            return Ok(());
+        }
+        let events = encode_events(events)?;
+        let mut conn = self.conn.clone();
+        let script = Script::new(APPEND);
+        let mut invocation = script.arg(&self.base);
+        for arg in &events {
+            invocation.arg(arg);
+        }
+        let _: i64 = invocation.invoke_async(&mut conn).await.map_err(|e| store_error("appending events", e))?;
+        Ok(())
+    }
+
+    async fn events_since(&self, cursor: EventCursor, limit: usize) -> Result<Vec<LoggedEvent>> {
+        let mut conn = self.conn.clone();
+        let members: Vec<String> = ::redis::cmd("ZRANGEBYSCORE")
+            .arg(format!("{}ev", self.base))
+            .arg(format!("({}", cursor.position()))
+            .arg("+inf")
+            .arg("LIMIT")
+            .arg(0)
+            .arg(i64::try_from(limit).unwrap_or(-1))
+            .query_async(&mut conn)
+            .await
+            .map_err(|e| store_error("reading events", e))?;
+        members.iter().map(|m| decode_event(m)).collect()
+    }
+
+    async fn history(&self, id: &ConnectionId, limit: usize) -> Result<Vec<LoggedEvent>> {
+        let mut conn = self.conn.clone();
+        let members: Vec<String> = ::redis::cmd("ZREVRANGEBYSCORE")
+            .arg(format!("{}evc:{}", self.base, id.as_str()))
+            .arg("+inf")
+            .arg("-inf")
+            .arg("LIMIT")
+            .arg(0)
+            .arg(i64::try_from(limit).unwrap_or(-1))
+            .query_async(&mut conn)
+            .await
+            .map_err(|e| store_error("reading a connection's events", e))?;
+        let mut events = members.iter().map(|m| decode_event(m)).collect::<Result<Vec<_>>>()?;
+        events.reverse();
+        Ok(events)
+    }
+
+    async fn purge_events(&self, older_than: SystemTime) -> Result<u64> {
+        const BATCH: u64 = 10_000;
+        let mut conn = self.conn.clone();
+        let mut total = 0;
+        loop {
+            // In batches, so no single script blocks Redis for long.
+            let removed: u64 = Script::new(PURGE_EVENTS)
+                .key(format!("{}ev", self.base))
+                .arg(&self.base)
+                .arg(to_ms(older_than))
+                .arg(BATCH)
+                .invoke_async(&mut conn)
+                .await
+                .map_err(|e| store_error("purging old events", e))?;
+            total += removed;
+            if removed < BATCH {
+                return Ok(total);
+            }
+        }
+    }
+}
+
+/// The script arguments for `events`: pairs of (connection id or "", `{occurred ms}|{JSON}`).
+fn encode_events(events: &[Event]) -> Result<Vec<String>> {
+    let mut args = Vec::with_capacity(events.len() * 2);
+    for event in events {
+        // serde_json's error for an event never quotes a value.
+        let json = serde_json::to_string(event).map_err(|e| store_error("encoding an event", e))?;
+        args.push(event.connection_id.as_ref().map(|id| id.as_str().to_owned()).unwrap_or_default());
+        args.push(format!("{}|{json}", to_ms(event.occurred_at)));
+    }
+    Ok(args)
+}
+
+/// A log member, `{seq}|{occurred ms}|{JSON}`.
+fn decode_event(member: &str) -> Result<LoggedEvent> {
+    let mut parts = member.splitn(3, '|');
+    let seq = parts.next().and_then(|s| s.parse::<u64>().ok());
+    let _occurred = parts.next();
+    let event = parts.next().and_then(|json| serde_json::from_str::<Event>(json).ok());
+    match (seq, event) {
+        (Some(seq), Some(event)) => Ok(LoggedEvent::new(EventCursor::from_position(seq), event)),
+        _ => Err(corrupt("event", "not a log entry")),
     }
 }
 

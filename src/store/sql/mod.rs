@@ -20,6 +20,7 @@ use super::{ConnectionFilter, InsertRules, Inserted, MAX_PENDING_PER_TENANT, PEN
 use crate::clock::saturating_add;
 use crate::connection::{Connection, ConnectionId, PendingAuthorization};
 use crate::error::{Error, ErrorCode, Result};
+use crate::event::{Event, EventCursor, LoggedEvent};
 
 /// What one SQL database does its own way. Statements are written once, in PostgreSQL's spelling, and
 /// [`Dialect::spell`] rewrites them for the others.
@@ -31,6 +32,9 @@ pub(crate) trait Dialect: Send + Sync + 'static {
     const NAME: &'static str;
     /// How a write transaction (an insert, a migration, storing a pending authorization) starts.
     const BEGIN: &'static str;
+    /// Whether one query may hold several statements (with `$n` parameters numbered across all of them): then a
+    /// write with events is sent as one `BEGIN; write; appends; COMMIT` instead of four round trips.
+    const MULTI_STATEMENT: bool = false;
 
     /// `sql`, written in PostgreSQL's spelling (`$1` placeholders, `BIGINT`, `COLLATE "C"`, `LIMIT ALL`,
     /// `FOR UPDATE SKIP LOCKED`, `RETURNING` to tell whether a conditional write wrote), in this database's. The
@@ -54,13 +58,24 @@ pub(crate) trait Dialect: Send + Sync + 'static {
     ) -> Result<()> {
         Ok(())
     }
+
+    /// How many rows a statement changed.
+    fn rows_affected(result: &<Self::Db as Database>::QueryResult) -> u64;
+
+    /// The step before appending events, inside the transaction of the write they report: makes appends take their
+    /// sequence numbers in the order they commit (where the transaction does not), so a reader continuing from a
+    /// cursor never skips an event committed later with a smaller number.
+    async fn before_appending(_conn: &mut <Self::Db as Database>::Connection, _prefix: &str) -> Result<()> {
+        Ok(())
+    }
 }
 
 /// The schema, one list of statements per version, in PostgreSQL's spelling (see [`Dialect::spell`]). `{p}` is the
 /// table prefix. Append, never edit. A new column is a field of [`ConnectionRecord`] or [`PendingRecord`] and
 /// an `ALTER TABLE` here.
-const MIGRATIONS: &[&[&str]] = &[&[
-    r#"CREATE TABLE "{p}_connections" (
+const MIGRATIONS: &[&[&str]] = &[
+    &[
+        r#"CREATE TABLE "{p}_connections" (
         id TEXT COLLATE "C" PRIMARY KEY NOT NULL,
         tenant TEXT NOT NULL,
         portal_id BIGINT NOT NULL,
@@ -82,9 +97,9 @@ const MIGRATIONS: &[&[&str]] = &[&[
         refreshed_at_ms BIGINT NOT NULL,
         version BIGINT NOT NULL
     )"#,
-    r#"CREATE INDEX "{p}_connections_tenant" ON "{p}_connections" (tenant, portal_id)"#,
-    r#"CREATE INDEX "{p}_connections_portal" ON "{p}_connections" (portal_id)"#,
-    r#"CREATE TABLE "{p}_pending" (
+        r#"CREATE INDEX "{p}_connections_tenant" ON "{p}_connections" (tenant, portal_id)"#,
+        r#"CREATE INDEX "{p}_connections_portal" ON "{p}_connections" (portal_id)"#,
+        r#"CREATE TABLE "{p}_pending" (
         state_hash TEXT PRIMARY KEY NOT NULL,
         tenant TEXT NOT NULL,
         pkce_verifier TEXT NOT NULL,
@@ -96,16 +111,28 @@ const MIGRATIONS: &[&[&str]] = &[&[
         created_at_ms BIGINT NOT NULL,
         expires_at_ms BIGINT NOT NULL
     )"#,
-    r#"CREATE INDEX "{p}_pending_expires" ON "{p}_pending" (expires_at_ms)"#,
-    r#"CREATE TABLE "{p}_leases" (
+        r#"CREATE INDEX "{p}_pending_expires" ON "{p}_pending" (expires_at_ms)"#,
+        r#"CREATE TABLE "{p}_leases" (
         key TEXT PRIMARY KEY NOT NULL,
         owner TEXT NOT NULL,
         until_ms BIGINT NOT NULL
     )"#,
-]];
+    ],
+    // 2: the event log. `seq` is the cursor; `body` the event's JSON.
+    &[
+        r#"CREATE TABLE "{p}_events" (
+        seq BIGSERIAL PRIMARY KEY,
+        connection_id TEXT COLLATE "C",
+        occurred_at_ms BIGINT NOT NULL,
+        body TEXT NOT NULL
+    )"#,
+        r#"CREATE INDEX "{p}_events_connection" ON "{p}_events" (connection_id, seq)"#,
+        r#"CREATE INDEX "{p}_events_occurred" ON "{p}_events" (occurred_at_ms)"#,
+    ],
+];
 
 /// The schema version this crate writes.
-pub(super) const SCHEMA_VERSION: i64 = 1;
+pub(super) const SCHEMA_VERSION: i64 = 2;
 const _: () = assert!(MIGRATIONS.len() as i64 == SCHEMA_VERSION);
 
 /// `$1, $2, …` for `n` parameters from `first`.
@@ -129,6 +156,10 @@ struct Statements {
     take_pending: String,
     try_lease: String,
     release_lease: String,
+    append_event: String,
+    events_since: String,
+    history: String,
+    purge_events: String,
 }
 
 impl Statements {
@@ -136,6 +167,7 @@ impl Statements {
         let c = r#""{p}_connections""#;
         let pending = r#""{p}_pending""#;
         let leases = r#""{p}_leases""#;
+        let events = r#""{p}_events""#;
         let record = ConnectionRecord::COLUMNS;
         let columns = format!("{}, version", record.join(", "));
         let n = record.len() + 1;
@@ -186,6 +218,10 @@ impl Statements {
                  RETURNING key"
             )),
             release_lease: s(format!("DELETE FROM {leases} WHERE key = $1 AND owner = $2 RETURNING key")),
+            append_event: s(format!("INSERT INTO {events} (connection_id, occurred_at_ms, body) VALUES ($1, $2, $3)")),
+            events_since: s(format!("SELECT seq, body FROM {events} WHERE seq > $1 ORDER BY seq LIMIT $2")),
+            history: s(format!("SELECT seq, body FROM {events} WHERE connection_id = $1 ORDER BY seq DESC LIMIT $2")),
+            purge_events: s(format!("DELETE FROM {events} WHERE occurred_at_ms < $1")),
         }
     }
 }
@@ -395,13 +431,22 @@ where
         Ok(Inserted::Created)
     }
 
-    pub(super) async fn insert(&self, connection: &Connection, rules: InsertRules) -> Result<Inserted> {
+    pub(super) async fn insert(
+        &self,
+        connection: &Connection,
+        rules: InsertRules,
+        events: &[Event],
+    ) -> Result<Inserted> {
         let mut tx = self
             .pool
             .begin_with(D::BEGIN)
             .await
             .map_err(|e| store_error("starting a transaction to insert a connection", e))?;
-        match self.insert_in(&mut tx, connection, rules).await {
+        let inserted = match self.insert_in(&mut tx, connection, rules).await {
+            Ok(Inserted::Created) => self.append_in(&mut tx, events).await.map(|()| Inserted::Created),
+            other => other,
+        };
+        match inserted {
             Ok(Inserted::Created) => {
                 tx.commit().await.map_err(|e| store_error("committing a new connection", e))?;
                 Ok(Inserted::Created)
@@ -418,15 +463,174 @@ where
         }
     }
 
-    pub(super) async fn compare_and_swap(&self, next: &Connection) -> Result<bool> {
+    pub(super) async fn compare_and_swap(&self, next: &Connection, events: &[Event]) -> Result<bool> {
         let Some(expected) = next.version.checked_sub(1) else { return Ok(false) };
-        let query = Self::bind_connection(&self.sql.compare_and_swap, next, next.version)?.bind(Some(to_i64(expected)));
-        self.wrote(query).await.map_err(|e| store_error("updating a connection", e))
+        if events.is_empty() {
+            // One statement, no transaction.
+            let query =
+                Self::bind_connection(&self.sql.compare_and_swap, next, next.version)?.bind(Some(to_i64(expected)));
+            return self.wrote(query).await.map_err(|e| store_error("updating a connection", e));
+        }
+        let sql = self.with_appends(&self.sql.compare_and_swap, ConnectionRecord::COLUMNS.len() + 3, events.len());
+        let query = Self::bind_connection(&sql, next, next.version)?.bind(Some(to_i64(expected)));
+        self.write_with_events(query, events, "updating a connection").await
     }
 
-    pub(super) async fn delete(&self, id: &ConnectionId) -> Result<bool> {
-        let query = sqlx::query(&self.sql.delete).bind(Some(id.as_str().to_owned()));
-        self.wrote(query).await.map_err(|e| store_error("deleting a connection", e))
+    pub(super) async fn delete(&self, id: &ConnectionId, events: &[Event]) -> Result<bool> {
+        if events.is_empty() {
+            let query = sqlx::query(&self.sql.delete).bind(Some(id.as_str().to_owned()));
+            return self.wrote(query).await.map_err(|e| store_error("deleting a connection", e));
+        }
+        let sql = self.with_appends(&self.sql.delete, 2, events.len());
+        let query = sqlx::query(&sql).bind(Some(id.as_str().to_owned()));
+        self.write_with_events(query, events, "deleting a connection").await
+    }
+
+    /// `write` (a conditional write ending in `RETURNING`, its parameters numbered below `first`) as one query that
+    /// also appends `n` events (parameters from `first` on, three each) if, and only if, it wrote, in one
+    /// transaction, where the dialect runs several statements in one query; `write` itself otherwise.
+    fn with_appends(&self, write: &str, first: usize, n: usize) -> String {
+        if !D::MULTI_STATEMENT {
+            return write.to_owned();
+        }
+        // One statement for every event (sqlx numbers the gaps before a statement's first parameter across
+        // statements, so a second statement's parameters would be misread). `changes()`: the rows the write changed,
+        // so nothing is appended after a lost compare-and-swap; `ORDER BY` keeps the events' order.
+        let rows: Vec<String> = (0..n)
+            .map(|k| {
+                let p = first + 3 * k;
+                format!("({k}, ${p}, ${}, ${})", p + 1, p + 2)
+            })
+            .collect();
+        let append = format!(
+            r#"INSERT INTO "{{p}}_events" (connection_id, occurred_at_ms, body) SELECT column2, column3, column4
+               FROM (VALUES {}) WHERE changes() = 1 ORDER BY column1"#,
+            rows.join(", ")
+        );
+        format!("{}; {write}; {}; COMMIT", D::BEGIN, spell::<D>(append, &self.prefix))
+    }
+
+    /// A conditional write (ending in `RETURNING`) and, if it wrote, `events`, in one transaction: one query built
+    /// by [`SqlStore::with_appends`] where the dialect allows, otherwise a transaction of several.
+    async fn write_with_events(&self, query: Query<'_, D>, events: &[Event], what: &str) -> Result<bool> {
+        let fail = |e| store_error(what, e);
+        if D::MULTI_STATEMENT {
+            let mut query = query;
+            for event in events {
+                let (id, at, body) = Self::event_cells(event)?;
+                query = query.bind(id).bind(at).bind(body);
+            }
+            let mut conn = Unfinished(Some(self.pool.acquire().await.map_err(fail)?));
+            let Some(c) = conn.0.as_mut() else { return Err(Error::new(ErrorCode::StoreUnavailable, "no connection")) };
+            return match query.fetch_all(&mut **c).await {
+                Ok(rows) => {
+                    conn.finish();
+                    Ok(!rows.is_empty())
+                }
+                Err(e) => {
+                    // The query stopped part way: end its transaction (else the connection is closed on drop).
+                    if (&mut **c).execute("ROLLBACK").await.is_ok() {
+                        conn.finish();
+                    }
+                    Err(fail(e))
+                }
+            };
+        }
+        let mut tx = self.pool.begin_with(D::BEGIN).await.map_err(fail)?;
+        let wrote = query.fetch_optional(&mut *tx).await.map_err(fail)?.is_some();
+        if !wrote {
+            tx.rollback().await.map_err(fail)?;
+            return Ok(false);
+        }
+        if let Err(e) = self.append_in(&mut tx, events).await {
+            let _ = tx.rollback().await;
+            return Err(e);
+        }
+        tx.commit().await.map_err(fail)?;
+        Ok(true)
+    }
+
+    /// Appends `events` inside the caller's transaction.
+    async fn append_in(&self, conn: &mut <D::Db as Database>::Connection, events: &[Event]) -> Result<()> {
+        if events.is_empty() {
+            return Ok(());
+        }
+        D::before_appending(&mut *conn, &self.prefix).await?;
+        for event in events {
+            let (id, at, body) = Self::event_cells(event)?;
+            sqlx::query(&self.sql.append_event)
+                .bind(id)
+                .bind(at)
+                .bind(body)
+                .execute(&mut *conn)
+                .await
+                .map_err(|e| store_error("appending an event", e))?;
+        }
+        Ok(())
+    }
+
+    /// An event's columns: its connection, when it occurred, its JSON.
+    fn event_cells(event: &Event) -> Result<(Option<String>, Option<i64>, Option<String>)> {
+        // serde_json's error for an event never quotes a value.
+        let body = serde_json::to_string(event).map_err(|e| store_error("encoding an event", e))?;
+        Ok((event.connection_id.as_ref().map(|id| id.as_str().to_owned()), Some(to_ms(event.occurred_at)), Some(body)))
+    }
+
+    pub(super) async fn append_events(&self, events: &[Event]) -> Result<()> {
+        if events.is_empty() {
+            return Ok(());
+        }
+        let fail = |e| store_error("appending events", e);
+        let mut tx = self.pool.begin_with(D::BEGIN).await.map_err(fail)?;
+        if let Err(e) = self.append_in(&mut tx, events).await {
+            let _ = tx.rollback().await;
+            return Err(e);
+        }
+        tx.commit().await.map_err(fail)
+    }
+
+    fn decode_event(row: &<D::Db as Database>::Row) -> Result<LoggedEvent> {
+        let corrupt = |column: &str, problem: &str| Self::corrupt("event", "", column, problem);
+        let seq =
+            row.try_get::<Option<i64>, _>("seq").ok().flatten().ok_or_else(|| corrupt("seq", "wrong type or NULL"))?;
+        let body = row
+            .try_get::<Option<String>, _>("body")
+            .ok()
+            .flatten()
+            .ok_or_else(|| corrupt("body", "wrong type or NULL"))?;
+        let event = serde_json::from_str(&body).map_err(|_| corrupt("body", "not an event's JSON"))?;
+        Ok(LoggedEvent::new(EventCursor::from_position(from_i64(seq)), event))
+    }
+
+    pub(super) async fn events_since(&self, cursor: EventCursor, limit: usize) -> Result<Vec<LoggedEvent>> {
+        let rows = sqlx::query(&self.sql.events_since)
+            .bind(Some(to_i64(cursor.position())))
+            .bind(Some(i64::try_from(limit).unwrap_or(i64::MAX)))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(|e| store_error("reading events", e))?;
+        rows.iter().map(Self::decode_event).collect()
+    }
+
+    pub(super) async fn history(&self, id: &ConnectionId, limit: usize) -> Result<Vec<LoggedEvent>> {
+        let rows = sqlx::query(&self.sql.history)
+            .bind(Some(id.as_str().to_owned()))
+            .bind(Some(i64::try_from(limit).unwrap_or(i64::MAX)))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(|e| store_error("reading a connection's events", e))?;
+        let mut events = rows.iter().map(Self::decode_event).collect::<Result<Vec<_>>>()?;
+        events.reverse();
+        Ok(events)
+    }
+
+    pub(super) async fn purge_events(&self, older_than: SystemTime) -> Result<u64> {
+        let done = sqlx::query(&self.sql.purge_events)
+            .bind(Some(to_ms(older_than)))
+            .execute(&self.pool)
+            .await
+            .map_err(|e| store_error("purging old events", e))?;
+        Ok(D::rows_affected(&done))
     }
 
     pub(super) async fn list(&self, filter: &ConnectionFilter) -> Result<Vec<Connection>> {
@@ -512,8 +716,28 @@ where
     }
 }
 
+/// A pooled connection running a query that opens and closes its own transaction: closed instead of going back to
+/// the pool unless [`Unfinished::finish`] says the transaction ended (a caller dropped part way through must not
+/// leave an open transaction in the pool).
+struct Unfinished<DB: Database>(Option<sqlx::pool::PoolConnection<DB>>);
+
+impl<DB: Database> Unfinished<DB> {
+    /// The transaction ended: the connection goes back to the pool.
+    fn finish(&mut self) {
+        drop(self.0.take());
+    }
+}
+
+impl<DB: Database> Drop for Unfinished<DB> {
+    fn drop(&mut self) {
+        if let Some(conn) = self.0.as_mut() {
+            conn.close_on_drop();
+        }
+    }
+}
+
 /// A public store type over [`SqlStore`]: the struct, its constants and constructors (with the docs given), `Debug`,
-/// `pool`, `prefix`, `close`, and the three store traits. Invoked where the docs' links resolve (`ErrorCode` in scope).
+/// `pool`, `prefix`, `close`, and the four store traits. Invoked where the docs' links resolve (`ErrorCode` in scope).
 macro_rules! sql_store {
     (
         $(#[$meta:meta])*
@@ -578,26 +802,34 @@ macro_rules! sql_store {
             }
         }
 
-        // The three store traits, forwarded to the store (with the imports they need kept in this block).
+        // The four store traits, forwarded to the store (with the imports they need kept in this block).
         const _: () = {
             use ::std::time::{Duration, SystemTime};
             use $crate::connection::{Connection, ConnectionId, PendingAuthorization};
             use $crate::error::Result;
-            use $crate::store::{ConnectionFilter, ConnectionStore, InsertRules, Inserted, LeaseStore, PendingStore};
+            use $crate::event::{Event, EventCursor, LoggedEvent};
+            use $crate::store::{
+                ConnectionFilter, ConnectionStore, EventStore, InsertRules, Inserted, LeaseStore, PendingStore,
+            };
 
             #[::async_trait::async_trait]
             impl ConnectionStore for $name {
                 async fn get(&self, id: &ConnectionId) -> Result<Option<Connection>> {
                     self.0.get(id).await
                 }
-                async fn insert(&self, connection: &Connection, rules: InsertRules) -> Result<Inserted> {
-                    self.0.insert(connection, rules).await
+                async fn insert_with_events(
+                    &self,
+                    connection: &Connection,
+                    rules: InsertRules,
+                    events: &[Event],
+                ) -> Result<Inserted> {
+                    self.0.insert(connection, rules, events).await
                 }
-                async fn compare_and_swap(&self, next: &Connection) -> Result<bool> {
-                    self.0.compare_and_swap(next).await
+                async fn compare_and_swap_with_events(&self, next: &Connection, events: &[Event]) -> Result<bool> {
+                    self.0.compare_and_swap(next, events).await
                 }
-                async fn delete(&self, id: &ConnectionId) -> Result<bool> {
-                    self.0.delete(id).await
+                async fn delete_with_events(&self, id: &ConnectionId, events: &[Event]) -> Result<bool> {
+                    self.0.delete(id, events).await
                 }
                 async fn list(&self, filter: &ConnectionFilter) -> Result<Vec<Connection>> {
                     self.0.list(filter).await
@@ -611,6 +843,22 @@ macro_rules! sql_store {
                 }
                 async fn take_pending(&self, state_hash: &str) -> Result<Option<PendingAuthorization>> {
                     self.0.take_pending(state_hash).await
+                }
+            }
+
+            #[::async_trait::async_trait]
+            impl EventStore for $name {
+                async fn append_events(&self, events: &[Event]) -> Result<()> {
+                    self.0.append_events(events).await
+                }
+                async fn events_since(&self, cursor: EventCursor, limit: usize) -> Result<Vec<LoggedEvent>> {
+                    self.0.events_since(cursor, limit).await
+                }
+                async fn history(&self, id: &ConnectionId, limit: usize) -> Result<Vec<LoggedEvent>> {
+                    self.0.history(id, limit).await
+                }
+                async fn purge_events(&self, older_than: SystemTime) -> Result<u64> {
+                    self.0.purge_events(older_than).await
                 }
             }
 

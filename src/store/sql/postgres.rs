@@ -75,6 +75,22 @@ impl Dialect for Pg {
         // READ COMMITTED: each statement after this sees every insert committed before the locks were granted.
         Ok(())
     }
+
+    fn rows_affected(result: &sqlx::postgres::PgQueryResult) -> u64 {
+        result.rows_affected()
+    }
+
+    /// One advisory lock per prefix, held until commit: appends take sequence numbers one transaction at a time,
+    /// so numbers are handed out in commit order. Taken last in every transaction (after row and insert locks), so
+    /// it never closes a cycle.
+    async fn before_appending(conn: &mut PgConnection, prefix: &str) -> Result<()> {
+        sqlx::query("SELECT pg_advisory_xact_lock($1)")
+            .bind(lock_key(&[prefix.as_bytes(), b"events"]))
+            .execute(&mut *conn)
+            .await
+            .map_err(|e| store_error("waiting to append events", e))?;
+        Ok(())
+    }
 }
 
 /// Connects the pool [`PostgresStore::connect`] uses.
@@ -110,7 +126,8 @@ sql_store! {
 ///   each call ([`InsertRules::allow_shared_portals`](crate::store::InsertRules::allow_shared_portals)), not of the
 ///   table, so the rule is checked under the locks instead. The same locks make the portal limit
 ///   ([`InsertRules::max_portals`](crate::store::InsertRules::max_portals)) hold, which no constraint could.
-/// - **Its own tables.** `{prefix}_connections`, `{prefix}_pending`, `{prefix}_leases` and a schema-version table
+/// - **Its own tables.** `{prefix}_connections`, `{prefix}_pending`, `{prefix}_leases`, `{prefix}_events` and a
+///   schema-version table
 ///   `{prefix}_schema`, with `hubconnect` as the default prefix (see [`PostgresStore::connect_with_prefix`]), so
 ///   several apps (or test runs) share one database. The tables go where unqualified names go: the first schema of
 ///   the connection's `search_path`, normally `public`; to use another schema, set it in the URL
@@ -125,8 +142,9 @@ sql_store! {
 /// Running PostgreSQL for it: the first connect (and the first after upgrading this crate to a new schema version)
 /// needs a role that may create tables in the target schema (`CREATE` on it: the database owner, or, since
 /// PostgreSQL 15, a role granted `CREATE ON SCHEMA public`). If your app's role must not run DDL, connect once with
-/// an admin role (a deploy step), then give the app's role `SELECT, INSERT, UPDATE, DELETE` on the four tables: an
-/// up-to-date schema is only read, never altered, and advisory locks need no privilege.
+/// an admin role (a deploy step), then give the app's role `SELECT, INSERT, UPDATE, DELETE` on the five tables and
+/// `USAGE` on the events' sequence (`{prefix}_events_seq_seq`): an up-to-date schema is only read, never altered, and
+/// advisory locks need no privilege.
 ///
 /// TLS: this crate builds sqlx without a TLS backend, so the default `sslmode=prefer` connects in clear text. To
 /// connect over TLS, enable a TLS feature of sqlx in your own `Cargo.toml` (`sqlx = { version = "0.8", features =
@@ -180,7 +198,7 @@ pub struct PostgresStore(Pg, PgPool);
 fn connect(url);
 
 /// Like [`PostgresStore::connect`], with tables named `{prefix}_connections`, `{prefix}_pending`,
-/// `{prefix}_leases` and `{prefix}_schema`, so several apps can share one database.
+/// `{prefix}_leases`, `{prefix}_events` and `{prefix}_schema`, so several apps can share one database.
 ///
 /// # Errors
 /// [`ErrorCode::InvalidConfig`] unless `prefix` is 1 to 32 ASCII letters, digits or underscores; otherwise as

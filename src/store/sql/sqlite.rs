@@ -15,10 +15,12 @@ use crate::store::store_error;
 /// migration, which is all it takes to keep concurrent ones apart, in any process.
 pub(crate) struct Lite;
 
+#[async_trait::async_trait]
 impl Dialect for Lite {
     type Db = Sqlite;
     const NAME: &'static str = "SQLite";
     const BEGIN: &'static str = "BEGIN IMMEDIATE";
+    const MULTI_STATEMENT: bool = true;
 
     /// `?1` placeholders; `INTEGER` (the same affinity as `BIGINT`, spelled as the tables always were); `TEXT`
     /// compares byte-wise and `lower()` folds ASCII letters only without a collation; `LIMIT -1` for no limit; no
@@ -29,6 +31,11 @@ impl Dialect for Lite {
             .replace(r#" COLLATE "C""#, "")
             .replace("LIMIT ALL", "LIMIT -1")
             .replace(" FOR UPDATE SKIP LOCKED", "")
+            .replace("BIGSERIAL PRIMARY KEY", "INTEGER PRIMARY KEY AUTOINCREMENT")
+    }
+
+    fn rows_affected(result: &sqlx::sqlite::SqliteQueryResult) -> u64 {
+        result.rows_affected()
     }
 }
 
@@ -62,7 +69,8 @@ sql_store! {
 ///   statement or one `BEGIN IMMEDIATE` transaction. A writer that finds the file locked waits up to 5 seconds (the
 ///   busy timeout) before the call fails with [`ErrorCode::StoreUnavailable`]. The file must be on a local disk:
 ///   SQLite's locking does not work over network file systems.
-/// - **Its own tables.** Three tables and a schema-version table, all named with a prefix (`hubconnect` by default,
+/// - **Its own tables.** Four tables (connections, pending authorizations, leases, the event log) and a
+///   schema-version table, all named with a prefix (`hubconnect` by default,
 ///   see [`SqliteStore::open_with_prefix`]) so several apps can share one file. The schema is created and migrated
 ///   when the store opens, in one transaction, whatever number of processes open it at once.
 /// - **No panics on bad data.** A row that cannot be read back (an unknown status, broken JSON) is an
@@ -115,7 +123,7 @@ pub struct SqliteStore(Lite, SqlitePool);
 fn open(url_or_path);
 
 /// Like [`SqliteStore::open`], with tables named `{prefix}_connections`, `{prefix}_pending`,
-/// `{prefix}_leases` and `{prefix}_schema`, so several apps can share one file.
+/// `{prefix}_leases`, `{prefix}_events` and `{prefix}_schema`, so several apps can share one file.
 ///
 /// # Errors
 /// [`ErrorCode::InvalidConfig`] unless `prefix` is 1 to 32 ASCII letters, digits or underscores; otherwise as
