@@ -32,7 +32,7 @@ pub mod fuzzing;
 /// at the crate root.
 pub mod connections {
     pub use crate::connection::{CredentialKind, LastError};
-    pub use crate::event::{EventId, LoggedEvent};
+    pub use crate::event::{EventCursor, EventId, LoggedEvent};
     pub use crate::manager::{
         AuthorizeRedirect, ConnectOutcome, ConnectionsBuilder, DisconnectReport, PlanLimit, Policy, PortalLimit,
         SweepOptions, SweepReport, TestReport, validate_return_path,
@@ -49,7 +49,7 @@ pub use crate::clock::{Clock, ManualClock, SystemClock};
 pub use crate::connection::{Connection, ConnectionId, ConnectionStatus};
 pub use crate::connector::Connector;
 pub use crate::error::{Error, ErrorCode, Result};
-pub use crate::event::{Event, EventCursor, EventKind};
+pub use crate::event::{Event, EventKind};
 pub use crate::hubspot::HubSpotConnector;
 pub use crate::manager::{BeginOptions, Callback, Connections, TenantConnections};
 pub use crate::retry::Backoff;

@@ -7,6 +7,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
+use hubspot_connect::connections::EventCursor;
 use hubspot_connect::store::{
     ConnectionFilter, ConnectionStore, EventStore, InsertRules, Inserted, LeaseStore, LoggedEvent, MemoryStore,
     PendingStore,
@@ -14,7 +15,7 @@ use hubspot_connect::store::{
 use hubspot_connect::testing::{Endpoint, Failure, FakeAccountType, FakeHubSpot, FakePortal, FakeUser, Rotation};
 use hubspot_connect::{
     AccessToken, BeginOptions, Callback, Clock, Connection, ConnectionId, ConnectionStatus, Connections, Error,
-    ErrorCode, Event, EventCursor, EventKind, ManualClock, Result, Scopes,
+    ErrorCode, Event, EventKind, ManualClock, Result, Scopes,
     connections::{ConnectOutcome, CredentialKind},
     connector::AccountType,
     hubspot::RetryPolicy,

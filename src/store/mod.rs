@@ -152,7 +152,8 @@ impl ConnectionFilter {
 ///     ConnectionFilter, ConnectionStore, EventStore, Inserted, InsertRules, LeaseStore, LoggedEvent,
 ///     PendingAuthorization, PendingStore, TokenStore, lease_is_absurd,
 /// };
-/// use hubspot_connect::{Connection, ConnectionId, Event, EventCursor, Result};
+/// use hubspot_connect::connections::EventCursor;
+/// use hubspot_connect::{Connection, ConnectionId, Event, Result};
 ///
 /// #[derive(Debug, Default)]
 /// struct MyStore {
