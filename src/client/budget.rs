@@ -197,7 +197,11 @@ impl Drop for Permit {
 
 impl Budgets {
     pub(crate) fn new(general: RateLimit, search: RateLimit) -> Self {
-        Self { general, search, portals: Mutex::new(Portals { by_id: HashMap::new(), prune_above: PRUNE_ABOVE, pruned_at: Duration::ZERO }) }
+        Self {
+            general,
+            search,
+            portals: Mutex::new(Portals { by_id: HashMap::new(), prune_above: PRUNE_ABOVE, pruned_at: Duration::ZERO }),
+        }
     }
 
     fn portal(&self, portal_id: u64, clock: &dyn Clock) -> Arc<Portal> {
