@@ -361,6 +361,9 @@ async fn another_tenants_id_is_not_found_in_every_route() {
         assert_eq!(shape(&theirs), shape(&missing), "{method} {tail}: nothing tells the id exists");
         assert!(!theirs.text.contains("globex") && !theirs.text.contains("\"portal"), "{}", theirs.text);
     }
+    // An id that cannot even be read is not found either.
+    let r = send(&a.router, "GET", "/hubspot/connections/%FF", Some("acme")).await;
+    r.assert_error(StatusCode::NOT_FOUND, ErrorCode::ConnectionNotFound);
     assert_eq!(a.requests(), requests, "nothing was asked of HubSpot");
     assert_eq!(a.stored().await, stored, "nothing was written");
 }

@@ -218,6 +218,36 @@ impl ConnectRoutes {
 
     /// The router for an app without state: [`ConnectRoutes::routes`] with `S = ()`.
     ///
+    /// ```
+    /// # use axum::{extract::FromRequestParts, http::{StatusCode, request::Parts}};
+    /// # use hubspot_connect::{web::{ConnectRoutes, Tenant}, store::MemoryStore, *};
+    /// /// The tenant from a header your auth layer sets.
+    /// struct SignedIn(String);
+    ///
+    /// impl<S: Send + Sync> FromRequestParts<S> for SignedIn {
+    ///     type Rejection = StatusCode;
+    ///     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, StatusCode> {
+    ///         let tenant = parts.headers.get("x-tenant").and_then(|v| v.to_str().ok());
+    ///         tenant.map(|t| SignedIn(t.to_owned())).ok_or(StatusCode::UNAUTHORIZED)
+    ///     }
+    /// }
+    ///
+    /// impl Tenant for SignedIn {
+    ///     fn tenant(&self) -> &str {
+    ///         &self.0
+    ///     }
+    /// }
+    ///
+    /// # fn main() -> hubspot_connect::Result<()> {
+    /// # let hubspot = HubSpotConnector::builder("id", ClientSecret::new("s"), "https://app.example.com/oauth/callback").build()?;
+    /// # let connections = Connections::builder(hubspot, MemoryStore::new()).build();
+    /// let app: axum::Router = ConnectRoutes::new(connections, Scopes::new().require("crm.objects.contacts.read"))
+    ///     .router::<SignedIn>();
+    /// # let _ = app;
+    /// # Ok(())
+    /// # }
+    /// ```
+    ///
     /// # Panics
     ///
     /// When a path does not start with `/`, or two paths collide (axum's rules).
@@ -240,21 +270,18 @@ impl ConnectRoutes {
         T: FromRequestParts<S> + Tenant + Send + 'static,
         S: Clone + Send + Sync + 'static,
     {
-        let inner = self.inner;
-        let i = Arc::clone(&inner);
-        let (connect_path, callback_path) = (i.connect_path.clone(), i.callback_path.clone());
-        let connections = format!("{}/connections", inner.api_path);
+        let i = &self.inner;
+        let connections = format!("{}/connections", i.api_path);
         let one = format!("{connections}/{{id}}");
         let (test, reconnect) = (format!("{one}/test"), format!("{one}/reconnect"));
-        let i = &inner;
         Router::new()
             .route(
-                &connect_path,
+                &i.connect_path,
                 get(with(i, |i, t: T, q: Result<Query<ConnectQuery>, QueryRejection>| {
                     connect(i, t.tenant().to_owned(), q)
                 })),
             )
-            .route(&callback_path, get(with(i, |i, t: T, uri: Uri| callback(i, t.tenant().to_owned(), uri))))
+            .route(&i.callback_path, get(with(i, |i, t: T, uri: Uri| callback(i, t.tenant().to_owned(), uri))))
             .route(&connections, get(with1(i, |i, t: T| json::list(i, t.tenant().to_owned()))))
             .route(
                 &one,
