@@ -125,10 +125,10 @@ impl Spec {
                 problems.push(format!("{at}: {value} is out of {format} range"));
             }
         }
-        if let Some(allowed) = schema.get("enum").and_then(Value::as_array) {
-            if !allowed.contains(value) {
-                problems.push(format!("{at}: {value} is not one of {allowed:?}"));
-            }
+        if let Some(allowed) = schema.get("enum").and_then(Value::as_array)
+            && !allowed.contains(value)
+        {
+            problems.push(format!("{at}: {value} is not one of {allowed:?}"));
         }
         if let Some(object) = value.as_object() {
             for field in schema.get("required").and_then(Value::as_array).into_iter().flatten() {

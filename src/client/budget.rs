@@ -283,10 +283,8 @@ impl Budgets {
         if let Some(remaining) = num("x-hubspot-ratelimit-remaining") {
             b.general.reconcile(num("x-hubspot-ratelimit-max"), remaining, now);
         }
-        if search {
-            if let Some(remaining) = num("x-hubspot-ratelimit-secondly-remaining") {
-                b.search.reconcile(num("x-hubspot-ratelimit-secondly"), remaining, now);
-            }
+        if search && let Some(remaining) = num("x-hubspot-ratelimit-secondly-remaining") {
+            b.search.reconcile(num("x-hubspot-ratelimit-secondly"), remaining, now);
         }
     }
 }

@@ -190,10 +190,10 @@ impl Connections {
             Ok(guard) => guard,
             Err(_) => {
                 // Another caller of this process is at work on this connection: a still-valid token need not wait.
-                if force.serves_valid_token() {
-                    if let Some(token) = self.inner.cache.valid(id, self.now()) {
-                        return Ok(token);
-                    }
+                if force.serves_valid_token()
+                    && let Some(token) = self.inner.cache.valid(id, self.now())
+                {
+                    return Ok(token);
                 }
                 Arc::clone(&flight).lock_owned().await
             }
@@ -228,10 +228,10 @@ impl Connections {
 
     async fn load_or_refresh(&self, id: &ConnectionId, force: &Force, deadline: Duration) -> Result<AccessToken> {
         // A caller ahead of this one in this process may have refreshed just now.
-        if let Some(token) = self.inner.cache.fresh(id, self.inner.clock.monotonic()) {
-            if force.settled_by(&token) {
-                return Ok(token);
-            }
+        if let Some(token) = self.inner.cache.fresh(id, self.inner.clock.monotonic())
+            && force.settled_by(&token)
+        {
+            return Ok(token);
         }
         let mut c = self.load(id).await?;
         if let Some(answer) = self.without_refresh(&c, force, self.now()) {
@@ -312,17 +312,17 @@ impl Connections {
             self.remember(c);
             return Some(Ok(c.access_token.clone()));
         }
-        if c.status == ConnectionStatus::Backoff {
-            if let Some(retry_at) = c.retry_at.filter(|t| now < *t) {
-                let still_valid = c.expires_at.is_some_and(|e| now < e);
-                return Some(if still_valid && force.serves_valid_token() {
-                    // Served from the cache until the cooldown ends (or the token expires).
-                    self.remember_until(c, Some(c.expires_at.map_or(retry_at, |e| e.min(retry_at))));
-                    Ok(c.access_token.clone())
-                } else {
-                    Err(stored_error(c, ErrorCode::HubspotUnavailable))
-                });
-            }
+        if c.status == ConnectionStatus::Backoff
+            && let Some(retry_at) = c.retry_at.filter(|t| now < *t)
+        {
+            let still_valid = c.expires_at.is_some_and(|e| now < e);
+            return Some(if still_valid && force.serves_valid_token() {
+                // Served from the cache until the cooldown ends (or the token expires).
+                self.remember_until(c, Some(c.expires_at.map_or(retry_at, |e| e.min(retry_at))));
+                Ok(c.access_token.clone())
+            } else {
+                Err(stored_error(c, ErrorCode::HubspotUnavailable))
+            });
         }
         None
     }

@@ -69,10 +69,10 @@ impl ConnectionStore for MemoryStore {
         {
             return Ok(Inserted::Existing(Box::new(same.clone())));
         }
-        if !rules.allow_shared_portals {
-            if let Some(other) = all.values().find(|c| c.portal_id == connection.portal_id) {
-                return Ok(Inserted::PortalTaken { tenant: other.tenant.clone() });
-            }
+        if !rules.allow_shared_portals
+            && let Some(other) = all.values().find(|c| c.portal_id == connection.portal_id)
+        {
+            return Ok(Inserted::PortalTaken { tenant: other.tenant.clone() });
         }
         let held = all.values().filter(|c| c.tenant == connection.tenant).count();
         if rules.max_portals.is_some_and(|max| held >= max) {

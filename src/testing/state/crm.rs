@@ -219,13 +219,11 @@ impl Crm {
                 return Err(Limited { max, window, search: false });
             }
         }
-        if search {
-            if let Some(max) = searches {
-                rolling.search.prune(SEARCH_WINDOW, now);
-                if rolling.search.len() >= max as usize {
-                    self.rate_limited += 1;
-                    return Err(Limited { max, window: SEARCH_WINDOW, search: true });
-                }
+        if search && let Some(max) = searches {
+            rolling.search.prune(SEARCH_WINDOW, now);
+            if rolling.search.len() >= max as usize {
+                self.rate_limited += 1;
+                return Err(Limited { max, window: SEARCH_WINDOW, search: true });
             }
         }
         self.record(portal_id, search, now);
