@@ -91,9 +91,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         "  token requests: {} ({refreshes} refreshes: one per portal, however many tasks got a 401)",
         fake.token_requests()
     );
+    let pages = 2 * 4 * 10;
+    let refused = fake.requests(Endpoint::CrmList).saturating_sub(pages + 1);
     println!(
-        "  contact requests: {} = 80 pages + 8 refused with the expired token (each task's first) + 1 answered 429 \
-         Retry-After: 1 (that task waited a second and asked again)",
+        "  contact requests: {} = {pages} pages + {refused} refused with the expired token (before the refresh) + 1 \
+         answered 429 Retry-After: 1 (that task waited a second and asked again)",
         fake.requests(Endpoint::CrmList)
     );
     for (portal, _, name) in portals {
