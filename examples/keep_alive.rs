@@ -115,7 +115,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let done = connections.complete_for("globex", &Callback::from_url(callback.as_str())?).await?;
     let c = &done.connection;
     println!(
-        "         and installs the app again: {} is {} (the same connection: {})",
+        "          and installs the app again: {} is {} (the same connection: {})",
         c.id,
         c.status.as_str(),
         c.id == id
