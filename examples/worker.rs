@@ -144,7 +144,7 @@ async fn open_store() -> Result<(Arc<dyn TokenStore>, Cleanup), Box<dyn std::err
         .or_else(|| std::env::var("DATABASE_URL").ok().filter(|u| u.starts_with("postgres")));
     #[cfg(feature = "postgres")]
     if let Some(url) = &url {
-        let store = hubspot_connect::store::PostgresStore::open_with_prefix(url, "example_worker").await?;
+        let store = hubspot_connect::store::PostgresStore::connect_with_prefix(url, "example_worker").await?;
         println!("store: PostgreSQL, tables prefixed example_worker");
         return Ok((Arc::new(store), Box::new(|| ())));
     }
