@@ -35,7 +35,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let customers = [(4_815_162, "acme", "Acme Inc"), (2_342, "globex", "Globex"), (1_001, "initech", "Initech")];
     for (portal, tenant, name) in customers {
         fake.add_portal(FakePortal::new(portal).name(name));
-        fake.set_user(FakeUser::new(portal, &format!("admin@{tenant}.example")));
+        fake.set_user(FakeUser::new(portal, format!("admin@{tenant}.example")));
         let begun = connections.begin(tenant, &scopes, BeginOptions::default().portal(portal)).await?;
         let callback = fake.consent(begun.authorize_url.as_str()).await?;
         let c = connections.complete_for(tenant, &Callback::from_url(callback.as_str())?).await?.connection;

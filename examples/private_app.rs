@@ -52,7 +52,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("3. contacts      {}", emails.join(", "));
 
     // 4. What the app may not do is refused by HubSpot with the scope it lacks.
-    let err = hubspot.get_json::<Value>("crm/v3/objects/deals").await.unwrap_err();
+    let err = hubspot.get_json::<Value>("crm/v3/objects/deals").await.expect_err("no deals scope");
     let missing: Vec<&str> = err.missing_scopes().iter().map(|s| s.as_str()).collect();
     println!("4. deals         error[{}]: the private app lacks {}", err.code(), missing.join(" "));
     assert_eq!(err.code(), ErrorCode::MissingScopes);
@@ -64,7 +64,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     // 6. The customer deletes the private app in HubSpot: its token stops working. There is nothing to refresh; the
     //    vendor tells the customer to paste a new token.
     fake.uninstall(4_815_162);
-    let err = hubspot.get_json::<Value>("crm/v3/objects/contacts").await.unwrap_err();
+    let err = hubspot.get_json::<Value>("crm/v3/objects/contacts").await.expect_err("the app is deleted");
     println!("6. app deleted   error[{}]: {err}", err.code());
     assert_eq!(err.code(), ErrorCode::ReconnectRequired);
 
