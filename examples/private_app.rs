@@ -14,7 +14,7 @@
 
 use hubspot_connect::store::MemoryStore;
 use hubspot_connect::testing::{FakeHubSpot, FakePortal};
-use hubspot_connect::{AccessToken, Connections, ErrorCode, HubSpotApi};
+use hubspot_connect::{AccessToken, ConnectionStatus, Connections, ErrorCode, HubSpotApi};
 use serde_json::Value;
 
 #[tokio::main]
@@ -67,6 +67,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let err = hubspot.get_json::<Value>("crm/v3/objects/contacts").await.expect_err("the app is deleted");
     println!("6. app deleted   error[{}]: {err}", err.code());
     assert_eq!(err.code(), ErrorCode::ReconnectRequired);
+    let status = connections.status(&c.id).await?.status;
+    println!("                  the connection is now {} (the page shows \"Reconnect required\")", status.as_str());
+    assert_eq!(status, ConnectionStatus::NeedsReauth);
 
     // 7. The customer creates a new private app and pastes its token: the vendor replaces the connection.
     // (`disconnect` removes it; a private app's token is revoked by deleting the app in HubSpot, not through OAuth.)

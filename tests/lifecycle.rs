@@ -590,6 +590,26 @@ async fn private_app_tokens_are_identified_and_never_refreshed() {
 }
 
 #[tokio::test]
+async fn a_private_app_token_hubspot_refuses_needs_reauth() {
+    let w = world().await;
+    let issued = w.fake.issue(62515, &["oauth"]);
+    let token = AccessToken::new(issued.access_token.clone());
+    let c = w.manager.connect_private_app("acme", token.clone()).await.unwrap();
+    // A forced refresh of a private app has nothing to do and leaves it connected.
+    assert_eq!(w.manager.force_refresh(&c.id).await.unwrap().status, ConnectionStatus::Connected);
+    // A 401 on its token (what the API client reports): nothing can refresh it, so a person must connect a new one.
+    let err = w.manager.token_rejected(&c.id, &token).await.unwrap_err();
+    assert_eq!(err.code(), ErrorCode::ReconnectRequired);
+    let stored = w.manager.status(&c.id).await.unwrap();
+    assert_eq!(stored.status, ConnectionStatus::NeedsReauth);
+    assert_eq!(stored.last_error.map(|e| e.code), Some(ErrorCode::ReconnectRequired));
+    assert_eq!(w.manager.access_token(&c.id).await.unwrap_err().code(), ErrorCode::ReconnectRequired);
+    let logged = w.manager.history(&c.id).await.unwrap();
+    assert_eq!(logged.last().map(|l| l.event.kind), Some(EventKind::NeedsReauth));
+    assert_eq!(w.fake.token_requests(), 0);
+}
+
+#[tokio::test]
 async fn hostile_return_paths_are_refused_at_begin() {
     let w = world().await;
     for bad in ["//evil.com", "https://evil.com", "/\\evil.com", "/%2F%2Fevil.com"] {

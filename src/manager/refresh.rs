@@ -29,8 +29,10 @@ pub(crate) enum Force {
     /// `refresh(id)`: when due; a failure is the answer.
     IfDue,
     /// Unless the stored token is no longer this one (someone refreshed since it was seen); a failure is the
-    /// answer. A 401 on this token, a forced refresh, a sweep.
+    /// answer. A forced refresh, a sweep.
     Unless(AccessToken),
+    /// HubSpot refused this token (a 401): as `Unless`, and a token nothing can refresh (a private app's) is dead.
+    Refused(AccessToken),
 }
 
 impl Force {
@@ -39,8 +41,13 @@ impl Force {
         match self {
             Force::No | Force::IfDue => true,
             // Someone refreshed since the token was seen: that is as good as this refresh.
-            Force::Unless(seen) => token != seen,
+            Force::Unless(seen) | Force::Refused(seen) => token != seen,
         }
+    }
+
+    /// Whether HubSpot refused `token` itself.
+    fn refused(&self, token: &AccessToken) -> bool {
+        matches!(self, Force::Refused(refused) if refused == token)
     }
 
     /// Whether a still-valid token answers the caller when no refresh can be made now.
@@ -113,7 +120,7 @@ impl Connections {
     /// HubSpot refused `rejected` (a 401): refreshes if it is still the stored token, otherwise returns the newer
     /// stored one. However many callers report the same token, one refresh happens.
     pub async fn token_rejected(&self, id: &ConnectionId, rejected: &AccessToken) -> Result<AccessToken> {
-        self.single_flight(id, Force::Unless(rejected.clone())).await
+        self.single_flight(id, Force::Refused(rejected.clone())).await
     }
 
     /// Refreshes the connection's tokens if they are due. Returns the connection as stored afterwards.
@@ -304,7 +311,7 @@ impl Connections {
             }
             _ => {}
         }
-        if c.kind == CredentialKind::PrivateApp {
+        if c.kind == CredentialKind::PrivateApp && !force.refused(&c.access_token) {
             self.remember(c);
             return Some(Ok(c.access_token.clone()));
         }
@@ -329,7 +336,17 @@ impl Connections {
 
     async fn refresh_now(&self, c: Connection, force: &Force) -> Result<AccessToken> {
         let Some(refresh_token) = c.refresh_token.clone() else {
-            return Err(Error::new(ErrorCode::ReconnectRequired, "the connection has no refresh token; reconnect it"));
+            // Nothing can refresh it (a private app's token HubSpot refused): a person must connect it again.
+            let error = Error::new(
+                ErrorCode::ReconnectRequired,
+                "HubSpot refused the token and the connection has no refresh token; connect it again",
+            );
+            return match self.record_failure(&c, &error, ConnectionStatus::NeedsReauth).await {
+                Recorded::Superseded(current) if current.status != ConnectionStatus::NeedsReauth => {
+                    Ok(current.access_token.clone())
+                }
+                _ => Err(error),
+            };
         };
         let error = match self.inner.connector.refresh(&refresh_token).await {
             Ok(set) => {
