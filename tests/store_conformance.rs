@@ -113,6 +113,7 @@ macro_rules! conformance {
                 events_are_appended_with_their_write,
                 a_write_that_does_not_happen_appends_nothing,
                 events_since_is_ordered_across_two_handles,
+                a_reader_following_the_cursor_misses_nothing,
                 history_is_per_connection,
                 purge_removes_older_events_and_cursors_go_on,
             );
@@ -814,6 +815,52 @@ mod cases {
         let text = all[3].cursor.to_string();
         assert_eq!(store.events_since(text.parse().unwrap(), 1000).await.unwrap(), all[4..].to_vec());
         assert!(store.events_since(all.last().unwrap().cursor, 10).await.unwrap().is_empty());
+    }
+
+    /// Writers on two handles and a reader following the cursor at the same time: the reader ends with every event
+    /// once. A log whose cursor order is not its commit order lets the reader step past an event that commits after
+    /// a later-numbered one.
+    pub(super) async fn a_reader_following_the_cursor_misses_nothing(store: Store, twin: Store) {
+        const WRITERS: usize = 4;
+        const WRITES: u64 = 20;
+        let mut writers = tokio::task::JoinSet::new();
+        for n in 0..WRITERS {
+            let handle = if n % 2 == 0 { store.clone() } else { twin.clone() };
+            writers.spawn(async move {
+                let c = connection(&format!("hc_r{n}"), &format!("reader{n}"), 100 + n as u64);
+                handle.insert_with_events(&c, rules(false, None), &[event(EventKind::Connected, &c, 0)]).await.unwrap();
+                let mut current = handle.get(&c.id).await.unwrap().unwrap();
+                for i in 1..=WRITES {
+                    let next = current.next_version(at(i));
+                    let e = event(EventKind::Refreshed, &next, i);
+                    assert!(handle.compare_and_swap_with_events(&next, &[e]).await.unwrap());
+                    current = next;
+                    tokio::task::yield_now().await;
+                }
+            });
+        }
+        let total = WRITERS * (WRITES as usize + 1);
+        let mut seen = Vec::new();
+        let mut cursor = EventCursor::START;
+        let mut writing = true;
+        // Bounded: every pass either reads or waits for a writer; the writers end.
+        while writing || seen.len() < total {
+            let page = twin.events_since(cursor, 5).await.unwrap();
+            if let Some(last) = page.last() {
+                cursor = last.cursor;
+                seen.extend(page);
+            } else if writing {
+                match writers.join_next().await {
+                    Some(joined) => joined.unwrap(),
+                    None => writing = false,
+                }
+            } else {
+                break;
+            }
+        }
+        let all = store.events_since(EventCursor::START, 10_000).await.unwrap();
+        assert_eq!(all.len(), total);
+        assert_eq!(seen, all, "the reader saw every event once, in the log's order");
     }
 
     pub(super) async fn history_is_per_connection(store: Store, twin: Store) {

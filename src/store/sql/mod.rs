@@ -68,6 +68,13 @@ pub(crate) trait Dialect: Send + Sync + 'static {
     async fn before_appending(_conn: &mut <Self::Db as Database>::Connection, _prefix: &str) -> Result<()> {
         Ok(())
     }
+
+    /// What [`Dialect::before_appending`] does, as an SQL expression a `WITH` clause can evaluate, where the database
+    /// lets a write ending in `RETURNING` stand in a `WITH` clause: then a write with events is sent as one
+    /// statement. `None`: it cannot.
+    fn append_lock(_prefix: &str) -> Option<String> {
+        None
+    }
 }
 
 /// The schema, one list of statements per version, in PostgreSQL's spelling (see [`Dialect::spell`]). `{p}` is the
@@ -490,18 +497,33 @@ where
     /// also appends `n` events (parameters from `first` on, three each) if, and only if, it wrote, in one
     /// transaction, where the dialect runs several statements in one query; `write` itself otherwise.
     fn with_appends(&self, write: &str, first: usize, n: usize) -> String {
-        if !D::MULTI_STATEMENT {
-            return write.to_owned();
-        }
-        // One statement for every event (sqlx numbers the gaps before a statement's first parameter across
-        // statements, so a second statement's parameters would be misread). `changes()`: the rows the write changed,
-        // so nothing is appended after a lost compare-and-swap; `ORDER BY` keeps the events' order.
         let rows: Vec<String> = (0..n)
             .map(|k| {
                 let p = first + 3 * k;
                 format!("({k}, ${p}, ${}, ${})", p + 1, p + 2)
             })
             .collect();
+        if let Some(lock) = D::append_lock(&self.prefix) {
+            // One statement: the write, then (only if it returned a row) the lock, then the appends, which read the
+            // lock's row so they take their sequence numbers after it; `ORDER BY` keeps the events' order. The
+            // write is spelled already and has its prefix.
+            let sql = format!(
+                r#"WITH w AS ({write}),
+                   l AS (SELECT {lock} AS locked FROM (SELECT 1 FROM w LIMIT 1) AS one),
+                   a AS (INSERT INTO "{{p}}_events" (connection_id, occurred_at_ms, body)
+                         SELECT v.c, v.t, v.b FROM (VALUES {}) AS v(o, c, t, b) CROSS JOIN l ORDER BY v.o
+                         RETURNING 1)
+                   SELECT 1 FROM w"#,
+                rows.join(", ")
+            );
+            return spell::<D>(sql, &self.prefix);
+        }
+        if !D::MULTI_STATEMENT {
+            return write.to_owned();
+        }
+        // One statement for every event (sqlx numbers the gaps before a statement's first parameter across
+        // statements, so a second statement's parameters would be misread). `changes()`: the rows the write changed,
+        // so nothing is appended after a lost compare-and-swap; `ORDER BY` keeps the events' order.
         let append = format!(
             r#"INSERT INTO "{{p}}_events" (connection_id, occurred_at_ms, body) SELECT column2, column3, column4
                FROM (VALUES {}) WHERE changes() = 1 ORDER BY column1"#,
@@ -514,7 +536,7 @@ where
     /// by [`SqlStore::with_appends`] where the dialect allows, otherwise a transaction of several.
     async fn write_with_events(&self, query: Query<'_, D>, events: &[Event], what: &str) -> Result<bool> {
         let fail = |e| store_error(what, e);
-        if D::MULTI_STATEMENT {
+        if D::MULTI_STATEMENT || D::append_lock(&self.prefix).is_some() {
             let mut query = query;
             for event in events {
                 let (id, at, body) = Self::event_cells(event)?;
