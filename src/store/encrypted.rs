@@ -341,14 +341,9 @@ impl<S: ConnectionStore> ConnectionStore for EncryptedStore<S> {
         self.inner.get(id).await?.map(|c| self.open_connection(c)).transpose()
     }
 
-    async fn insert_with_events(
-        &self,
-        connection: &Connection,
-        rules: InsertRules,
-        events: &[Event],
-    ) -> Result<Inserted> {
+    async fn insert_with_events(&self, new: &Connection, rules: InsertRules, events: &[Event]) -> Result<Inserted> {
         // Events hold no secret: they pass through.
-        Ok(match self.inner.insert_with_events(&self.seal_connection(connection)?, rules, events).await? {
+        Ok(match self.inner.insert_with_events(&self.seal_connection(new)?, rules, events).await? {
             Inserted::Existing(c) => Inserted::Existing(Box::new(self.open_connection(*c)?)),
             other => other,
         })

@@ -57,28 +57,22 @@ impl ConnectionStore for MemoryStore {
         Ok(self.state().connections.get(id).cloned())
     }
 
-    async fn insert_with_events(
-        &self,
-        connection: &Connection,
-        rules: InsertRules,
-        events: &[Event],
-    ) -> Result<Inserted> {
+    async fn insert_with_events(&self, new: &Connection, rules: InsertRules, events: &[Event]) -> Result<Inserted> {
         let mut state = self.state();
         let all = &mut state.connections;
-        if let Some(same) = all.values().find(|c| c.tenant == connection.tenant && c.portal_id == connection.portal_id)
-        {
+        if let Some(same) = all.values().find(|c| c.tenant == new.tenant && c.portal_id == new.portal_id) {
             return Ok(Inserted::Existing(Box::new(same.clone())));
         }
         if !rules.allow_shared_portals
-            && let Some(other) = all.values().find(|c| c.portal_id == connection.portal_id)
+            && let Some(other) = all.values().find(|c| c.portal_id == new.portal_id)
         {
             return Ok(Inserted::PortalTaken { tenant: other.tenant.clone() });
         }
-        let held = all.values().filter(|c| c.tenant == connection.tenant).count();
+        let held = all.values().filter(|c| c.tenant == new.tenant).count();
         if rules.max_portals.is_some_and(|max| held >= max) {
             return Ok(Inserted::LimitReached { held });
         }
-        let mut stored = connection.clone();
+        let mut stored = new.clone();
         stored.version = 1;
         all.insert(stored.id.clone(), stored);
         state.append(events);

@@ -298,12 +298,7 @@ pub trait ConnectionStore: fmt::Debug + Send + Sync + 'static {
     /// Stores a new connection with version 1, checking [`InsertRules`] and "one portal, one tenant" atomically,
     /// and appends `events` to the event log in the same atomic step: all of it when the answer is
     /// [`Inserted::Created`], nothing otherwise.
-    async fn insert_with_events(
-        &self,
-        connection: &Connection,
-        rules: InsertRules,
-        events: &[Event],
-    ) -> Result<Inserted>;
+    async fn insert_with_events(&self, new: &Connection, rules: InsertRules, events: &[Event]) -> Result<Inserted>;
 
     /// Replaces the stored connection with `next` if, and only if, the stored version is `next.version - 1`, and
     /// appends `events` in the same atomic step. `Ok(false)` when another writer got there first (or the connection
@@ -417,13 +412,8 @@ impl<T: ConnectionStore + ?Sized> ConnectionStore for std::sync::Arc<T> {
     async fn get(&self, id: &ConnectionId) -> Result<Option<Connection>> {
         (**self).get(id).await
     }
-    async fn insert_with_events(
-        &self,
-        connection: &Connection,
-        rules: InsertRules,
-        events: &[Event],
-    ) -> Result<Inserted> {
-        (**self).insert_with_events(connection, rules, events).await
+    async fn insert_with_events(&self, new: &Connection, rules: InsertRules, events: &[Event]) -> Result<Inserted> {
+        (**self).insert_with_events(new, rules, events).await
     }
     async fn compare_and_swap_with_events(&self, next: &Connection, events: &[Event]) -> Result<bool> {
         (**self).compare_and_swap_with_events(next, events).await

@@ -454,23 +454,18 @@ impl ConnectionStore for RedisStore {
         }
     }
 
-    async fn insert_with_events(
-        &self,
-        connection: &Connection,
-        rules: InsertRules,
-        events: &[Event],
-    ) -> Result<Inserted> {
-        let record = encode_connection(connection)?;
+    async fn insert_with_events(&self, new: &Connection, rules: InsertRules, events: &[Event]) -> Result<Inserted> {
+        let record = encode_connection(new)?;
         let events = encode_events(events)?;
         let mut conn = self.conn.clone();
         let script = Script::new(INSERT);
-        let mut invocation = self.keyed(&script, connection);
+        let mut invocation = self.keyed(&script, new);
         invocation.key(self.ids_key());
         let shared = if rules.allow_shared_portals { "1" } else { "0" };
         let max_portals = rules.max_portals.map(|m| m.to_string()).unwrap_or_default();
-        let portal = connection.portal_id.to_string();
+        let portal = new.portal_id.to_string();
         let base = format!("{}c:", self.base);
-        for arg in [connection.id.as_str(), &connection.tenant, &portal, &record, shared, &max_portals, &base] {
+        for arg in [new.id.as_str(), &new.tenant, &portal, &record, shared, &max_portals, &base] {
             invocation.arg(arg);
         }
         invocation.arg(&self.base);
@@ -488,7 +483,7 @@ impl ConnectionStore for RedisStore {
             }
             [duplicate] if duplicate == "duplicate" => Err(Error::new(
                 ErrorCode::StoreUnavailable,
-                format!("a connection with id {:?} is already stored", connection.id.as_str()),
+                format!("a connection with id {:?} is already stored", new.id.as_str()),
             )
             .permanent()),
             _ => Err(corrupt("script reply", "the insert script answered in an unknown shape")),

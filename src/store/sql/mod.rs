@@ -841,11 +841,11 @@ macro_rules! sql_store {
                 }
                 async fn insert_with_events(
                     &self,
-                    connection: &Connection,
+                    new: &Connection,
                     rules: InsertRules,
                     events: &[Event],
                 ) -> Result<Inserted> {
-                    self.0.insert(connection, rules, events).await
+                    self.0.insert(new, rules, events).await
                 }
                 async fn compare_and_swap_with_events(&self, next: &Connection, events: &[Event]) -> Result<bool> {
                     self.0.compare_and_swap(next, events).await
