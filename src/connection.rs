@@ -10,6 +10,17 @@ use crate::error::ErrorCode;
 use crate::scope::Scope;
 use crate::secret::{AccessToken, PkceVerifier, RefreshToken};
 
+/// `prefix` and 26 random base32 characters (128 random bits and two more): the crate's random ids.
+pub(crate) fn random_id(prefix: &str) -> String {
+    use rand::Rng;
+    const ALPHABET: &[u8] = b"abcdefghijklmnopqrstuvwxyz234567";
+    let mut rng = rand::thread_rng();
+    let mut id = String::with_capacity(prefix.len() + 26);
+    id.push_str(prefix);
+    id.extend((0..26).map(|_| ALPHABET[rng.gen_range(0..32)] as char));
+    id
+}
+
 /// A connection's id: random, URL-safe, stable across reconnects.
 #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(transparent)]
@@ -18,11 +29,7 @@ pub struct ConnectionId(String);
 impl ConnectionId {
     /// A fresh random id (`hc_` and 26 base32 characters, 128 random bits).
     pub fn random() -> Self {
-        use rand::Rng;
-        const ALPHABET: &[u8] = b"abcdefghijklmnopqrstuvwxyz234567";
-        let mut rng = rand::thread_rng();
-        let id: String = (0..26).map(|_| ALPHABET[rng.gen_range(0..32)] as char).collect();
-        Self(format!("hc_{id}"))
+        Self(random_id("hc_"))
     }
 
     /// An id from a string (an id read back from a URL, a CLI argument, a database).

@@ -102,11 +102,7 @@ pub struct EventId(String);
 impl EventId {
     /// A fresh random id.
     pub fn random() -> Self {
-        use rand::Rng;
-        const ALPHABET: &[u8] = b"abcdefghijklmnopqrstuvwxyz234567";
-        let mut rng = rand::thread_rng();
-        let id: String = (0..26).map(|_| ALPHABET[rng.gen_range(0..32)] as char).collect();
-        Self(format!("evt_{id}"))
+        Self(crate::connection::random_id("evt_"))
     }
 
     /// An id from a string (read back from a store or a webhook).

@@ -90,6 +90,16 @@ impl Connections {
         options: BeginOptions,
     ) -> Result<AuthorizeRedirect> {
         let c = self.inner.store.get(id).await?.ok_or_else(|| not_found(id))?;
+        self.reconnect_stored(c, scopes, options).await
+    }
+
+    /// [`reconnect`](Self::reconnect) of a connection already read from the store.
+    pub(super) async fn reconnect_stored(
+        &self,
+        c: Connection,
+        scopes: &dyn ScopeSet,
+        options: BeginOptions,
+    ) -> Result<AuthorizeRedirect> {
         let options = BeginOptions { portal_id: Some(c.portal_id), ..options };
         self.begin_inner(&c.tenant, scopes, options, Some(c.id)).await
     }

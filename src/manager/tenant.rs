@@ -75,8 +75,8 @@ impl TenantConnections {
         scopes: &dyn ScopeSet,
         options: BeginOptions,
     ) -> Result<AuthorizeRedirect> {
-        self.status(id).await?;
-        self.connections.reconnect(id, scopes, options).await
+        let c = self.status(id).await?;
+        self.connections.reconnect_stored(c, scopes, options).await
     }
 
     /// Tests one of this tenant's connections.

@@ -2,7 +2,6 @@
 //! [`TenantConnections`](crate::TenantConnections).
 
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
 
 use axum::extract::Path;
 use axum::extract::Query;
@@ -49,7 +48,7 @@ impl<'a> From<&'a Connection> for ConnectionView<'a> {
             scopes: c.scopes.iter().map(Scope::as_str).collect(),
             installed_by: c.installed_by.as_deref(),
             account_type: c.account_type.as_ref().map(|t| t.as_str()),
-            expires_at: c.expires_at.map(rfc3339),
+            expires_at: c.expires_at.map(crate::clock::rfc3339::seconds),
             last_error: c.last_error.as_ref().map(|e| LastErrorView {
                 code: e.code.as_str(),
                 message: &e.message,
@@ -57,12 +56,6 @@ impl<'a> From<&'a Connection> for ConnectionView<'a> {
             }),
         }
     }
-}
-
-/// RFC 3339 in UTC, to the second.
-fn rfc3339(t: SystemTime) -> String {
-    let last = SystemTime::UNIX_EPOCH + Duration::from_secs(253_402_300_799);
-    humantime::format_rfc3339_seconds(t.clamp(SystemTime::UNIX_EPOCH, last)).to_string()
 }
 
 /// The connection id from the path; one that cannot be read is, to the caller, a connection that does not exist.
@@ -107,24 +100,8 @@ pub(super) async fn test(i: Arc<Inner>, tenant: String, path: Result<Path<String
         async {
             let id = id_of(path)?;
             let report = i.connections.tenant(tenant).test(&id).await?;
-            #[derive(Serialize)]
-            struct Report<'a> {
-                id: &'a str,
-                portal_id: u64,
-                account_type: Option<&'a str>,
-                scopes: Vec<&'a str>,
-                latency_ms: u64,
-            }
-            Ok(json(
-                StatusCode::OK,
-                &Report {
-                    id: report.id.as_str(),
-                    portal_id: report.portal_id,
-                    account_type: report.account_type.as_ref().map(|t| t.as_str()),
-                    scopes: report.scopes.iter().map(Scope::as_str).collect(),
-                    latency_ms: u64::try_from(report.latency.as_millis()).unwrap_or(u64::MAX),
-                },
-            ))
+            // `TestReport` serializes as `{id, portal_id, account_type, scopes, latency_ms}`.
+            Ok(json(StatusCode::OK, &report))
         }
         .await,
     )
@@ -159,7 +136,10 @@ pub(super) async fn reconnect(
             }
             Ok(json(
                 StatusCode::OK,
-                &Redirect { authorize_url: begun.authorize_url.as_str(), expires_at: rfc3339(begun.expires_at) },
+                &Redirect {
+                    authorize_url: begun.authorize_url.as_str(),
+                    expires_at: crate::clock::rfc3339::seconds(begun.expires_at),
+                },
             ))
         }
         .await,
